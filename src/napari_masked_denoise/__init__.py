@@ -1,0 +1,26 @@
+"""napari-masked-denoise: masked-image-modelling denoisers for large microscopy and CT data.
+
+>>> from napari_masked_denoise import denoise
+>>> r = denoise(image, method="zero-shot", preset="fast")   # doctest: +SKIP
+>>> r.denoised, r.noise_map, r.sigma                         # doctest: +SKIP
+
+Heavy modules (torch, zarr, dask) and anything Qt are imported only when used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "DenoiseError", "list_methods", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("denoise", "denoise_to_zarr", "DenoiseResult", "list_methods"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "DenoiseError":
+        from ._axes import DenoiseError
+
+        return DenoiseError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

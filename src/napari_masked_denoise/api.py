@@ -1,0 +1,155 @@
+"""The scripting API, for notebooks and the napari console.
+
+>>> from napari_masked_denoise import denoise
+>>> r = denoise(viewer.layers[0].data, method="zero-shot", preset="fast")  # doctest: +SKIP
+>>> viewer.add_image(r.denoised)                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._axes import AxesGuessedWarning, DenoiseError
+from .engine import Progress, StoreResult, denoise_iter, run_to_completion
+
+__all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "list_methods", "DenoiseError"]
+
+
+@dataclass
+class DenoiseResult:
+    """In-memory result of :func:`denoise`.
+
+    Attributes
+    ----------
+    denoised, noise_map : numpy.ndarray
+        float32, the input's shape. ``noise_map`` is the local robust standard
+        deviation of the residual, in the input's intensity units.
+    sigma : float
+        Global noise sigma estimate (median over tiles of the residual's robust std).
+    axes : str
+        The axes used (guessed when ``axes_guessed``).
+    """
+
+    denoised: np.ndarray
+    noise_map: np.ndarray
+    sigma: float
+    axes: str
+    axes_guessed: bool
+    method: str
+    preset: str
+    mode: str
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def residual(self) -> np.ndarray:
+        """``input - denoised`` is not stored; see :attr:`noise_map` for its local std."""
+        raise AttributeError("the residual is input - denoised; compute it from your input")
+
+
+def _warn_guess(res: StoreResult) -> None:
+    if res.axes_guessed:
+        warnings.warn(
+            f"axes guessed as {res.axes!r} from the shape; pass axes= to set them",
+            AxesGuessedWarning,
+            stacklevel=3,
+        )
+
+
+def denoise(
+    image,
+    method: str = "zero-shot",
+    preset: str = "fast",
+    axes: str | None = None,
+    device=None,
+    seed: int = 0,
+    *,
+    tile: int = 256,
+    mode: str | None = None,
+    progress=None,
+    **options,
+) -> DenoiseResult:
+    """Denoise an image or volume in memory.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask or zarr array; for inputs larger than memory use
+        :func:`denoise_to_zarr`.
+    method, preset : str
+        See ``masked-denoise methods`` or :func:`list_methods`.
+    axes : str, optional
+        e.g. ``"YX"``, ``"ZYX"``, ``"YXC"``; guessed (with a warning) for 2-D and 3-D.
+    device : str, optional
+        ``"cpu"``, ``"cuda"`` or ``"mps"``; default the best available.
+    seed : int
+        Equal seeds give equal results.
+    tile, mode : see :func:`napari_masked_denoise.engine.denoise_iter`.
+    progress : callable, optional
+        Called with a :class:`~napari_masked_denoise.engine.Progress` after every step.
+    **options
+        Method options overriding the preset, e.g. ``iterations=50``.
+
+    Returns
+    -------
+    DenoiseResult
+    """
+    gen = denoise_iter(
+        image, None, method=method, preset=preset, axes=axes, device=device, seed=seed,
+        tile=tile, mode=mode, options=options,
+    )
+    res = run_to_completion(gen, progress)
+    _warn_guess(res)
+    return DenoiseResult(
+        denoised=np.asarray(res.denoised[...]),
+        noise_map=np.asarray(res.noise_map[...]),
+        sigma=res.sigma, axes=res.axes, axes_guessed=res.axes_guessed, method=res.method,
+        preset=res.preset, mode=res.mode, seconds=res.seconds, info=res.info,
+    )
+
+
+def denoise_to_zarr(
+    image,
+    output,
+    method: str = "zero-shot",
+    preset: str = "fast",
+    axes: str | None = None,
+    device=None,
+    seed: int = 0,
+    *,
+    tile: int = 256,
+    mode: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    scale=None,
+    input_path=None,
+    progress=None,
+    **options,
+) -> StoreResult:
+    """Denoise into a zarr store on disk, tile by tile, in bounded memory.
+
+    The store holds the arrays ``denoised`` and ``noise_map`` (the input's shape,
+    float32) and, in its attributes, the settings, the axes, the scale, ``sigma`` and
+    ``complete``. An interrupted run can be finished with ``resume=True``.
+    """
+    gen = denoise_iter(
+        image, output, method=method, preset=preset, axes=axes, device=device, seed=seed,
+        tile=tile, mode=mode, resume=resume, overwrite=overwrite, scale=scale,
+        input_path=input_path, options=options,
+    )
+    res = run_to_completion(gen, progress)
+    _warn_guess(res)
+    return res
+
+
+def list_methods() -> dict[str, dict[str, str]]:
+    """``{method: {preset: description}}`` for every registered method."""
+    from .methods import describe_methods
+
+    return {name: {p: pr.description for p, pr in presets.items()} for name, _, presets in describe_methods()}
+
+
+__all__ += ["Progress"]

@@ -1,0 +1,49 @@
+"""Random masks as pure functions of global pixel coordinates.
+
+A mask drawn from a stateful generator depends on how the image was cut into tiles.
+These masks hash ``(seed, draw, plane, y, x)`` instead, so a pixel is masked in draw
+``k`` whatever tile it is processed in: tiled and untiled runs see the same masks, and
+a resumed run the same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["uniform", "Coords"]
+
+_M32 = 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    # "lowbias32" integer hash (C. Wellons); int64 arithmetic, low 32 bits kept.
+    x = x & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _M32
+    x = x ^ (x >> 16)
+    return x
+
+
+class Coords:
+    """Global position of a block of planes: plane indices and the YX origin."""
+
+    __slots__ = ("planes", "y0", "x0")
+
+    def __init__(self, planes, y0: int = 0, x0: int = 0):
+        self.planes = torch.as_tensor(planes, dtype=torch.int64).reshape(-1)
+        self.y0 = int(y0)
+        self.x0 = int(x0)
+
+
+def uniform(seed: int, draw: int, coords: Coords, shape_yx, device=None) -> torch.Tensor:
+    """Uniform numbers in [0, 1) of shape ``(N, 1, H, W)`` for draw ``draw``."""
+    h, w = shape_yx
+    ys = torch.arange(coords.y0, coords.y0 + h, dtype=torch.int64, device=device)
+    xs = torch.arange(coords.x0, coords.x0 + w, dtype=torch.int64, device=device)
+    key = _hash32(torch.tensor((int(seed) * 0x9E3779B1 + int(draw)) & _M32, device=device))
+    p = _hash32(coords.planes.to(device) ^ key)
+    k = _hash32(p[:, None] ^ ys[None, :])  # (N, H)
+    k = _hash32(k[:, :, None] ^ (xs[None, None, :] * 0x27D4EB2F))  # (N, H, W)
+    return (k.to(torch.float32) * (1.0 / 4294967296.0)).unsqueeze(1)

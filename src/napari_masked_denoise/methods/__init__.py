@@ -1,0 +1,37 @@
+"""The method registry: every denoiser behind one interface (:class:`Method`)."""
+
+from __future__ import annotations
+
+from .base import MODES, Method, Preset
+
+__all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_methods"]
+
+# name -> "module:Class"; modules are imported only when a method is used
+_REGISTRY = {
+    "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
+}
+
+
+def method_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> type[Method]:
+    """The :class:`Method` subclass registered as ``name``."""
+    if name not in _REGISTRY:
+        from .._axes import DenoiseError
+
+        raise DenoiseError(f"unknown method {name!r}; choose one of {', '.join(_REGISTRY)}")
+    import importlib
+
+    mod, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def describe_methods() -> list[tuple[str, str, dict[str, Preset]]]:
+    """``(name, summary, presets)`` for every registered method."""
+    out = []
+    for name in _REGISTRY:
+        m = get_method(name)
+        out.append((name, m.summary, m.presets))
+    return out
