@@ -161,14 +161,14 @@ def _norm_stats(image, layout: _Layout) -> tuple[float, float]:
     an image normalises it identically.
     """
     ny, nx = layout.yx
-    step = max(1, int(math.ceil(math.sqrt(ny * nx / 512**2))))
+    step = max(1, int(math.ceil(math.sqrt(ny * nx / 128**2))))
     blocks = list(layout.blocks(1))
-    pick = np.linspace(0, len(blocks) - 1, min(len(blocks), 16)).round().astype(int)
+    pick = np.linspace(0, len(blocks) - 1, min(len(blocks), 8)).round().astype(int)
     vals = []
     for i in sorted(set(pick)):
         prefix, planes = blocks[i]
         idx = layout.index(prefix, planes, slice(None, None, step), slice(None, None, step))
-        vals.append(_read(image, idx).astype(np.float64).ravel())
+        vals.append(_read(image, idx).astype(np.float32).ravel())
     v = np.concatenate(vals)
     v = v[np.isfinite(v)]
     if v.size == 0:

@@ -1,0 +1,150 @@
+"""Command line: ``masked-denoise run INPUT OUTPUT`` and ``masked-denoise methods``.
+
+Argument parsing imports nothing heavy; torch, zarr and dask load only to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"option {text!r} is not KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="masked-denoise",
+        description="Denoise microscopy and CT images and volumes with masked-image-modelling methods.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="denoise INPUT into the zarr store OUTPUT")
+    r.add_argument("input", help="zarr / OME-Zarr store (or an array inside one), TIFF or PNG")
+    r.add_argument("output", help="zarr store to write (arrays 'denoised' and 'noise_map')")
+    r.add_argument("--method", default="zero-shot", help="see 'masked-denoise methods'")
+    r.add_argument("--preset", default="fast")
+    r.add_argument("--axes", default=None, help="e.g. ZYX, TCZYX, YXC; guessed for 2-D/3-D")
+    r.add_argument("--mode", choices=("per-tile", "once"), default=None,
+                   help="adapt per tile, or once on a sample then process every tile "
+                        "(default: per-tile for one 2-D image, once for volumes)")
+    r.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
+    r.add_argument("--tile", type=int, default=256, help="tile size in Y and X (default 256)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="method option overriding the preset, e.g. -o iterations=50")
+    r.add_argument("--resume", action="store_true", help="finish an interrupted run")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT store")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    sub.add_parser("methods", help="list methods and presets")
+    return p
+
+
+class _Bar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr is not None
+        self.tty = self.enabled and sys.stderr.isatty()
+        self.stage = None
+        self._t = 0.0
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        last = p.done == p.total
+        if p.stage == self.stage and not last and now - self._t < (0.2 if self.tty else 10.0):
+            return
+        self._t = now
+        if p.stage != self.stage and self.stage is not None and self.tty:
+            sys.stderr.write("\n")
+        self.stage = p.stage
+        width = 30
+        fill = int(width * p.done / max(p.total, 1))
+        label = "adapting" if p.stage == "adapt" else "tiles   "
+        eta = p.elapsed / max(p.done, 1) * (p.total - p.done)
+        start, end = ("\r", "") if self.tty else ("", "\n")
+        sys.stderr.write(
+            f"{start}{label} [{'#' * fill}{'.' * (width - fill)}] {p.done}/{p.total} "
+            f"{p.elapsed:6.1f}s eta {eta:6.1f}s{end}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty and self.stage is not None:
+            sys.stderr.write("\n")
+
+
+def _run(args) -> int:
+    from .api import denoise_to_zarr
+    from .io import read_input
+
+    inp = read_input(args.input)
+    axes = args.axes or inp.axes
+    guessed_note = "" if args.axes or inp.axes else " (guessed; pass --axes to set)"
+    bar = _Bar(not args.quiet)
+    t0 = time.perf_counter()
+    import warnings
+
+    from ._axes import AxesGuessedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AxesGuessedWarning)
+        try:
+            res = denoise_to_zarr(
+                inp.data, args.output, method=args.method, preset=args.preset, axes=axes,
+                device=args.device, seed=args.seed, tile=args.tile, mode=args.mode,
+                resume=args.resume, overwrite=args.overwrite, scale=inp.scale,
+                input_path=inp.path, progress=bar, **dict(args.option),
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"masked-denoise: interrupted; {args.output} is incomplete, finish it with --resume",
+                  file=sys.stderr)
+            return 130
+    bar.close()
+    seconds = time.perf_counter() - t0
+    mvox = res.voxels / 1e6
+    print(f"input    {inp.path}  shape {tuple(res.denoised.shape)}  axes {res.axes}{guessed_note}")
+    print(f"method   {res.method} / {res.preset} ({res.mode} mode, {res.info['device']}, "
+          f"{res.info['tiles']} tiles)")
+    print(f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)")
+    print(f"sigma    {res.sigma:.6g} (robust noise estimate, input units)")
+    print(f"output   {res.path}  (arrays: denoised, noise_map)")
+    return 0
+
+
+def _methods() -> int:
+    from .methods import describe_methods
+
+    for name, summary, presets in describe_methods():
+        print(f"{name}: {summary}")
+        for pname, pr in presets.items():
+            print(f"    {pname:14s} {pr.description}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from ._axes import DenoiseError
+
+    try:
+        return _run(args) if args.command == "run" else _methods()
+    except (DenoiseError, FileNotFoundError, FileExistsError) as exc:
+        print(f"masked-denoise: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Reading inputs from disk: zarr (v2 and v3), OME-Zarr (level 0), TIFF and PNG.
+
+Nothing is loaded eagerly where it can be avoided: zarr arrays stay zarr arrays and
+uncompressed TIFFs are memory-mapped, so the engine reads them tile by tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._axes import DenoiseError
+
+__all__ = ["InputData", "read_input"]
+
+
+@dataclass
+class InputData:
+    """An array opened from disk, with what its file says about axes and scale."""
+
+    data: object
+    axes: str | None
+    scale: list[float] | None
+    path: Path
+
+
+def _axes_from_names(names) -> str | None:
+    if not names or any(n is None for n in names):
+        return None
+    ax = "".join(str(n)[0].upper() for n in names)
+    return ax if set(ax) <= set("TCZYX") and len(set(ax)) == len(ax) else None
+
+
+def _open_zarr(path: Path) -> InputData:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:  # zarr raises several types for "not a store"
+        raise DenoiseError(f"cannot open {path} as zarr: {exc}") from None
+    if isinstance(node, zarr.Group):
+        attrs = dict(node.attrs)
+        ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if ms:  # OME-Zarr: level 0, axes and scale from the metadata
+            m = ms[0]
+            ds = m["datasets"][0]
+            arr = node[ds["path"]]
+            axes = _axes_from_names([a["name"] if isinstance(a, dict) else a for a in m.get("axes", [])])
+            scale = None
+            for tr in ds.get("coordinateTransformations", []):
+                if tr.get("type") == "scale":
+                    scale = [float(s) for s in tr["scale"]]
+            return InputData(arr, axes, scale, path)
+        arrays = [k for k, _ in node.arrays()]
+        if "denoised" in arrays:
+            raise DenoiseError(
+                f"{path} is a masked-denoise output; name an array inside it, e.g. {path}/denoised"
+            )
+        if len(arrays) == 1:
+            node = node[arrays[0]]
+        else:
+            raise DenoiseError(
+                f"{path} is a zarr group with arrays {arrays or 'none'}; name one, e.g. {path}/<array>"
+            )
+    names = getattr(node.metadata, "dimension_names", None)
+    axes = node.attrs.get("axes") or _axes_from_names(names) or _axes_from_names(
+        node.attrs.get("_ARRAY_DIMENSIONS")
+    )
+    scale = node.attrs.get("scale")
+    return InputData(node, axes, scale, path)
+
+
+def _open_tiff(path: Path) -> InputData:
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tf:
+        series = tf.series[0]
+        axes = series.axes.replace("S", "C").replace("Q", "Z").replace("I", "Z")
+    try:
+        data = tifffile.memmap(str(path), mode="r")
+    except Exception:  # compressed or non-contiguous: load it
+        data = tifffile.imread(str(path))
+    if data.ndim != len(axes) or len(set(axes)) != len(axes) or not set(axes) <= set("TCZYX"):
+        axes = None
+    return InputData(data, axes, None, path)
+
+
+def _open_image(path: Path) -> InputData:
+    from skimage import io as skio
+
+    data = skio.imread(str(path))
+    return InputData(data, "YXC" if data.ndim == 3 else "YX" if data.ndim == 2 else None, None, path)
+
+
+def read_input(path) -> InputData:
+    """Open ``path`` (zarr/OME-Zarr directory or array path, ``.tif``, ``.png``...)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DenoiseError(f"input not found: {p}")
+    suffix = p.suffix.lower()
+    if p.is_dir() or suffix == ".zarr":
+        return _open_zarr(p)
+    if suffix in (".tif", ".tiff"):
+        return _open_tiff(p)
+    if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
+        return _open_image(p)
+    raise DenoiseError(f"unsupported input format {suffix or p.name!r}; use zarr, TIFF or PNG")
