@@ -1,0 +1,1 @@
+"""napari front end: the dock widget and the sample-data providers."""

@@ -1,0 +1,178 @@
+"""The napari dock widget and the sample-data providers, in a real (headless) viewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_masked_denoise._napari.widget import DenoiseWidget, layer_axes
+
+PLUGIN = "napari-masked-denoise"
+TIMEOUT = 20_000  # ms
+
+# small and fast: a handful of adaptation steps is enough to exercise the plumbing
+FAST = {"iterations": 5, "widths": (8, 16), "fill_passes": 2}
+
+
+def _image(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return (0.5 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def _wait_idle(qtbot, widget: DenoiseWidget, timeout=TIMEOUT):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+    assert widget.worker is None or not widget.worker.is_running
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = DenoiseWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Masked denoise test")
+    widget.options = dict(FAST)
+    widget.device_combo.value = "cpu"
+    yield viewer, widget
+    if widget.busy:  # never let a worker outlive its test
+        widget.cancel()
+        _wait_idle(qtbot, widget)
+
+
+def test_dock_via_manifest_lists_image_layers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image((64, 64)), name="cells")
+    viewer.add_points(np.zeros((1, 2)), name="pts")
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Masked denoise")
+    assert isinstance(widget, DenoiseWidget)
+    assert list(widget.layer_combo.choices) == ["cells"]
+    assert widget.method_combo.value == "zero-shot"
+    assert "fast" in widget.preset_combo.choices
+    assert widget.tile_spin.value == 256
+    viewer.add_image(_image((64, 64), 1), name="other")
+    assert set(widget.layer_combo.choices) == {"cells", "other"}
+    viewer.layers.remove("cells")
+    assert list(widget.layer_combo.choices) == ["other"]
+    viewer.layers["other"].name = "renamed"
+    assert list(widget.layer_combo.choices) == ["renamed"]
+
+
+def test_run_adds_denoised_and_noise_map(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((64, 64)), name="img", scale=(0.5, 2.0), translate=(3, 4))
+    widget.set_layer("img")
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(
+        lambda: "img denoised" in viewer.layers and "img noise map" in viewer.layers,
+        timeout=TIMEOUT,
+    )
+    _wait_idle(qtbot, widget)
+    den, nmap = viewer.layers["img denoised"], viewer.layers["img noise map"]
+    assert den.data.shape == nmap.data.shape == (64, 64)
+    np.testing.assert_allclose(den.scale, (0.5, 2.0))
+    np.testing.assert_allclose(nmap.translate, (3, 4))
+    assert nmap.colormap.name == "magma"
+    assert np.isfinite(den.metadata["sigma"]) and den.metadata["seconds"] > 0
+    assert "sigma" in widget.status.value
+    assert widget.last_result is not None and widget.last_result.complete
+
+
+def test_run_volume_keeps_shape(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((4, 64, 64)), name="vol")
+    widget.set_layer("vol")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert viewer.layers["vol denoised"].data.shape == (4, 64, 64)
+    assert viewer.layers["vol noise map"].data.shape == (4, 64, 64)
+    assert widget.last_result.axes == "ZYX"
+
+
+def test_cancel_adds_no_layers(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((4, 96, 96)), name="vol")
+    widget.set_layer("vol")
+    widget.options = {**FAST, "iterations": 100_000}
+    widget.tile_spin.value = 32
+    seen = []
+    widget.run()
+    widget.worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=TIMEOUT)  # it is really running
+    widget.cancel_button.clicked.emit()
+    _wait_idle(qtbot, widget)
+    assert widget.worker.abort_requested
+    assert widget.status.value == "cancelled"
+    assert [lay.name for lay in viewer.layers] == ["vol"]
+    assert widget.last_result is None
+    assert seen[-1].done < seen[-1].total
+    assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_preview_adds_preview_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((4, 64, 64)), name="vol", scale=(2.0, 1.0, 1.0))
+    widget.set_layer("vol")
+    viewer.dims.set_current_step(0, 2)
+    widget.preview_button.clicked.emit()
+    qtbot.waitUntil(lambda: "vol preview" in viewer.layers, timeout=TIMEOUT)
+    _wait_idle(qtbot, widget)
+    prev = viewer.layers["vol preview"]
+    assert prev.data.shape == (1, 64, 64)
+    assert prev.metadata["index"] == [2]
+    np.testing.assert_allclose(prev.translate, (4.0, 0.0, 0.0))
+    # a second preview updates the same layer
+    viewer.dims.set_current_step(0, 1)
+    widget.preview()
+    _wait_idle(qtbot, widget)
+    assert [lay.name for lay in viewer.layers].count("vol preview") == 1
+    assert viewer.layers["vol preview"].metadata["index"] == [1]
+
+
+def test_preview_2d(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((64, 64)), name="img")
+    widget.set_layer("img")
+    widget.preview()
+    _wait_idle(qtbot, widget)
+    assert viewer.layers["img preview"].data.shape == (64, 64)
+
+
+def test_engine_error_goes_to_status(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((8, 8)), name="tiny")  # smaller than the engine accepts
+    widget.set_layer("tiny")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.status.value.startswith("error:")
+    assert [lay.name for lay in viewer.layers] == ["tiny"]
+
+
+def test_layer_axes(make_napari_viewer):
+    viewer = make_napari_viewer()
+    assert layer_axes(viewer.add_image(np.zeros((32, 32)))) == "YX"
+    assert layer_axes(viewer.add_image(np.zeros((3, 32, 32)))) == "ZYX"
+    assert layer_axes(viewer.add_image(np.zeros((2, 3, 32, 32)))) == "TZYX"
+    assert layer_axes(viewer.add_image(np.zeros((32, 32, 3)), rgb=True)) == "YXC"
+    assert layer_axes(viewer.add_image(np.zeros((2, 32, 32, 3)), rgb=True)) == "ZYXC"
+
+
+SAMPLES_READY = (
+    Path(__file__).resolve().parents[2] / "src" / "napari_masked_denoise" / "samples.py"
+).exists()
+
+
+def test_sample_providers():
+    assert SAMPLES_READY
+    from napari_masked_denoise._napari.samples import cell_sample, ct_sample, volume_sample
+
+    for provider, ndim in ((cell_sample, 2), (ct_sample, 3), (volume_sample, 3)):
+        [(data, meta, kind)] = provider()
+        assert kind == "image" and isinstance(meta["name"], str)
+        assert data.ndim == ndim and data.dtype == np.float32
+
+
+def test_open_sample_via_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample(PLUGIN, "noisy_cell")
+    assert len(layers) == 1 and layers[0].data.ndim == 2
+    assert viewer.layers[0].name == "noisy cell"
