@@ -108,6 +108,46 @@ def test_cancel_adds_no_layers(viewer_widget, qtbot):
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
+def test_large_layer_goes_to_a_lazy_zarr_store(viewer_widget, qtbot, monkeypatch):
+    import shutil
+
+    import dask.array as da
+    import zarr
+
+    from napari_masked_denoise._napari import widget as widget_mod
+
+    monkeypatch.setattr(widget_mod, "MEMORY_LIMIT_VOXELS", 1000)  # "large": > 1000 voxels
+    viewer, widget = viewer_widget
+    lazy = da.from_array(_image((2, 64, 64)), chunks=(1, 32, 32))
+    viewer.add_image(lazy, name="big", contrast_limits=(0, 1))
+    widget.set_layer("big")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    res = widget.last_result
+    try:
+        assert res is not None and res.path is not None and res.path.endswith(".zarr")
+        den = viewer.layers["big denoised"].data
+        assert isinstance(den, zarr.Array) and den.shape == (2, 64, 64)
+        assert viewer.layers["big noise map"].metadata["store"] == res.path
+    finally:
+        shutil.rmtree(Path(res.path).parent, ignore_errors=True)
+
+
+def test_run_multiscale_and_rgb(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    base = _image((64, 64))
+    viewer.add_image([base, base[::2, ::2]], name="pyr", multiscale=True, contrast_limits=(0, 1))
+    viewer.add_image(np.clip(_image((64, 64, 3)), 0, 1), name="rgb", rgb=True)
+    for name, shape in (("pyr", (64, 64)), ("rgb", (64, 64, 3))):
+        widget.set_layer(name)
+        widget.run()
+        _wait_idle(qtbot, widget)
+        assert viewer.layers[f"{name} denoised"].data.shape == shape
+        assert viewer.layers[f"{name} noise map"].data.shape == shape
+    assert viewer.layers["rgb denoised"].rgb
+    assert widget.last_result.axes == "YXC"
+
+
 def test_preview_adds_preview_layer(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     viewer.add_image(_image((4, 64, 64)), name="vol", scale=(2.0, 1.0, 1.0))

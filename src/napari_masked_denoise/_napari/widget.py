@@ -176,8 +176,10 @@ class DenoiseWidget(QWidget):
     def _refresh_presets(self, event=None) -> None:
         """List the presets of the selected method."""
         name = self.method_combo.value
-        presets = list(get_method(name).presets) if name else []
+        described = get_method(name).presets if name else {}
+        presets = list(described)
         self.preset_combo.choices = presets
+        self.preset_combo.tooltip = "\n".join(f"{k}: {v.description}" for k, v in described.items())
         if presets:
             self.preset_combo.value = presets[0]
 
@@ -350,8 +352,9 @@ class DenoiseWidget(QWidget):
         }
         common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
         self.viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
-        nm_kw = {} if layer.rgb else {"colormap": "magma"}
-        self.viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common, **nm_kw)
+        if not layer.rgb:
+            common["colormap"] = "magma"
+        self.viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
         self.status.value = f"done: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
@@ -363,7 +366,9 @@ class DenoiseWidget(QWidget):
         translate = np.asarray(layer.translate, dtype=float).copy()
         translate[:n_lead] += np.asarray(index, dtype=float) * scale[:n_lead]
         name = f"{layer.name} preview"
-        meta = {"sigma": res.sigma, "seconds": res.seconds, "index": list(index), "source": layer.name}
+        meta = {
+            "sigma": res.sigma, "seconds": res.seconds, "index": list(index), "source": layer.name
+        }
         if name in self.viewer.layers and self.viewer.layers[name].rgb == layer.rgb:
             prev = self.viewer.layers[name]
             prev.data = data
