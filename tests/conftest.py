@@ -1,0 +1,18 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def camera_noisy():
+    """A 128x128 crop of scikit-image's camera in [0, 1], its noisy version (sigma 0.1)."""
+    from skimage import data
+
+    clean = data.camera()[96:224, 160:288].astype(np.float32) / 255.0
+    noisy = clean + np.random.default_rng(0).normal(0, 0.1, clean.shape).astype(np.float32)
+    return clean, noisy
+
+
+def psnr(clean, img):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return peak_signal_noise_ratio(clean, np.clip(img, 0, 1), data_range=1)
