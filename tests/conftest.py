@@ -12,7 +12,9 @@ def camera_noisy():
     return clean, noisy
 
 
-def psnr(clean, img):
+@pytest.fixture
+def psnr():
+    """PSNR on [0, 1]-clipped images, data range 1."""
     from skimage.metrics import peak_signal_noise_ratio
 
-    return peak_signal_noise_ratio(clean, np.clip(img, 0, 1), data_range=1)
+    return lambda clean, img: peak_signal_noise_ratio(clean, np.clip(img, 0, 1), data_range=1)

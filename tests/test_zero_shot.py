@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.methods import get_method
+from napari_masked_denoise.methods.zero_shot import receptive_radius
+
+
+
+def _method(**kw):
+    kw.setdefault("preset", "fast")
+    kw.setdefault("mode", "per-tile")
+    return get_method("zero-shot")(device=torch.device("cpu"), seed=0, **kw)
+
+
+def test_per_tile_filling_clearly_reduces_the_error(camera_noisy, psnr):
+    clean, noisy = camera_noisy
+    out = _method(iterations=100).process(noisy[None], Coords([0]))[0]
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    assert psnr(clean, out) > psnr(clean, noisy) + 2.0
+
+
+def test_once_mode_adapts_then_fills(camera_noisy, psnr):
+    clean, noisy = camera_noisy
+    m = _method(mode="once", iterations=100)
+    steps = list(m.adapt(noisy[None], Coords([0])))
+    assert steps[-1] == (100, 100)
+    out = m.process(noisy[None], Coords([0]))[0]
+    assert psnr(clean, out) > psnr(clean, noisy) + 1.5
+
+
+def test_pixel_shuffle_denoises_correlated_noise_at_odd_sizes(camera_noisy, psnr):
+    clean, _ = camera_noisy
+    rng = np.random.default_rng(1)
+    noise = np.kron(rng.normal(0, 0.1, (64, 64)), np.ones((2, 2))).astype(np.float32)
+    noisy = (clean + noise)[None, :125, :99]  # noise shared by 2x2 blocks; odd sizes
+    ref = clean[:125, :99]
+    shuffled = _method(iterations=80, pixel_shuffle=2).process(noisy, Coords([0]))[0]
+    assert shuffled.shape == (125, 99)
+    assert psnr(ref, shuffled) > psnr(ref, noisy[0]) + 1.0
+
+
+def test_same_seed_same_result_and_masks_follow_coordinates():
+    x = np.random.default_rng(0).random((1, 64, 64)).astype(np.float32)
+    a = _method(iterations=3).process(x, Coords([0]))
+    b = _method(iterations=3).process(x, Coords([0]))
+    c = _method(iterations=3).process(x, Coords([7]))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_receptive_radius_bounds_the_influence():
+    r = receptive_radius((16, 32, 64))
+    assert 8 < r < 64
+    torch.manual_seed(0)
+    from napari_masked_denoise.nets.unet import UNet
+
+    net = UNet(2, 1, (16, 32, 64))
+    x = torch.rand(1, 2, 128, 128)
+    y0 = net(x)[0, 0, 64, 64]
+    x2 = x.clone()
+    x2[..., :, : 64 - r - 1] = 5.0  # change everything beyond the radius
+    x2[..., :, 64 + r + 1 :] = 5.0
+    assert torch.allclose(net(x2)[0, 0, 64, 64], y0, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [{"mask_ratio": 1.2}, {"pixel_shuffle": 3}, {"iterations": 0}])
+def test_bad_options(bad):
+    with pytest.raises(ValueError):
+        _method(**bad)
+
+
+def test_unknown_preset_and_option():
+    with pytest.raises(ValueError, match="unknown preset"):
+        _method(preset="nope")
+    with pytest.raises(ValueError, match="unknown option"):
+        _method(colour=3)
