@@ -307,8 +307,9 @@ def section(rows: list[dict], argv: list[str], m: dict, args) -> str:
             f"RSS went from {a['rss_mib']:.0f} to {b['rss_mib']:.0f} MiB "
             f"({b['rss_mib'] / a['rss_mib']:.2f}x).\n"
         )
+    title = f"{SECTION}: {args.label}" if args.label else SECTION
     return (
-        f"{SECTION}\n\n"
+        f"{title}\n\n"
         f"Measured with `{bench_cmd}` ({m['date']}).\n\n"
         f"- CLI, per size: `{cli_str}`\n"
         f"- machine: {m['nproc']} CPU cores ({m['cpu']}), {m['ram_gib']:.1f} GiB RAM, "
@@ -329,12 +330,13 @@ def section(rows: list[dict], argv: list[str], m: dict, args) -> str:
 
 def update_results(text: str, path: Path = RESULTS) -> None:
     """Replace (or append) our section of RESULTS.md, leaving the others untouched."""
+    title = text.splitlines()[0]
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION + "\n")
+    start = old.find(title + "\n")
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        m = re.compile(r"^## ", re.M).search(old, start + len(SECTION))
+        m = re.compile(r"^## ", re.M).search(old, start + len(title))
         end = m.start() if m else len(old)
         new = old[:start] + text + ("\n" + old[end:] if m else "")
     path.write_text(new)
@@ -356,6 +358,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the volumes and outputs")
     p.add_argument("--quick", action="store_true", help="smoke run: 8 x 128 x 128, RESULTS.md untouched")
     p.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
+    p.add_argument("--label", default="", help="suffix of the RESULTS.md section title, so runs with different settings keep separate sections")
     args = p.parse_args(argv)
     if args.quick:
         sizes, args.yx = [8], 128
@@ -381,7 +384,7 @@ def main(argv=None) -> int:
     print(text)
     if not (args.quick or args.no_results):
         update_results(text)
-        print(f"wrote the section {SECTION!r} of {RESULTS}")
+        print(f"wrote the section {text.splitlines()[0]!r} of {RESULTS}")
     return 0
 
 
