@@ -47,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT store")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sub.add_parser("methods", help="list methods and presets")
+    t = sub.add_parser("train", help="train the networks whose weights ship with the package")
+    t.add_argument("method", choices=("zero-shot",))
+    t.add_argument("--data", action="append", default=None,
+                   help="folder of clean training images (repeatable; default ../shared/data/train/Train400)")
+    t.add_argument("--no-skimage", action="store_true", help="do not add scikit-image's bundled images")
+    t.add_argument("--mask-ratio", default="0.3",
+                   help="share of pixels dropped: a number, or LO,HI to draw per crop (e.g. 0.8,0.95)")
+    t.add_argument("--iterations", type=int, default=8000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--widths", default="16,32,64", help="U-Net channels per level")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--val-every", type=int, default=500)
+    t.add_argument("--max-seconds", type=float, default=None,
+                   help="stop after this much training time (constant learning rate; for pilots)")
+    t.add_argument("--log", default=None, help="append validation rows (JSON lines) here")
+    t.add_argument("--output", required=True, help="weights file to write (.pt); a .json manifest entry beside it")
     return p
 
 
@@ -135,11 +154,38 @@ def _methods() -> int:
     return 0
 
 
+def _train(args) -> int:
+    from pathlib import Path
+
+    from ._axes import DenoiseError
+    from .training import TrainConfig, train_zero_shot
+
+    data = args.data or [str(Path("../shared/data/train/Train400"))]
+    try:
+        lo, hi = (float(v) for v in (args.mask_ratio.split(",") * 2)[:2])
+    except ValueError:
+        raise DenoiseError(f"--mask-ratio must be a number or LO,HI, got {args.mask_ratio!r}") from None
+    if not (0 < lo <= hi < 1):
+        raise DenoiseError(f"--mask-ratio must lie in (0, 1), got {args.mask_ratio!r}")
+    cfg = TrainConfig(
+        data=tuple(data), output=args.output, mask_ratio=(lo, hi), iterations=args.iterations,
+        batch=args.batch, crop=args.crop, lr=args.lr,
+        widths=tuple(int(w) for w in args.widths.split(",")), seed=args.seed,
+        threads=args.threads, skimage=not args.no_skimage, val_every=args.val_every, log=args.log,
+        max_seconds=args.max_seconds,
+    )
+    entry = train_zero_shot(cfg)
+    print(f"wrote {args.output} (sha256 {entry['sha256']}) in {entry['train_seconds']:.0f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ._axes import DenoiseError
 
     try:
+        if args.command == "train":
+            return _train(args)
         return _run(args) if args.command == "run" else _methods()
     except (DenoiseError, FileNotFoundError, FileExistsError) as exc:
         print(f"masked-denoise: error: {exc}", file=sys.stderr)

@@ -91,6 +91,7 @@ class ZeroShotFilling(Method):
         "pixel_shuffle": 1,
         "widths": (16, 32, 64),
         "fill_passes": 8,
+        "weights": "none",
     }
 
     def __init__(self, **kwargs):
@@ -107,7 +108,26 @@ class ZeroShotFilling(Method):
         self.widths = tuple(int(w) for w in o["widths"])
         self.pd = int(o["pixel_shuffle"])
         torch.manual_seed(self.seed)
-        self.net = UNet(2, 1, self.widths).to(self.device).to(memory_format=torch.channels_last)
+        state = None
+        self.weights_info: dict = {}
+        if o["weights"] and str(o["weights"]) != "none":
+            from ..weights import load_state
+
+            state, self.weights_info = load_state(str(o["weights"]))
+            widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
+            if "widths" in kwargs and tuple(int(w) for w in kwargs["widths"]) != widths:
+                raise DenoiseError(
+                    f"widths {tuple(kwargs['widths'])} do not match the weights {o['weights']!r} "
+                    f"{widths}; pass weights=none to start from random initialisation"
+                )
+            self.widths = widths
+        self.net = UNet(2, 1, self.widths)
+        if state is not None:
+            try:
+                self.net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
+        self.net = self.net.to(self.device).to(memory_format=torch.channels_last)
         self._init_state = copy.deepcopy(self.net.state_dict())
         self.align = self.net.align * self.pd
         self.halo = receptive_radius(self.widths) * self.pd

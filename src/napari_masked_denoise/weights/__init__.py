@@ -1,0 +1,57 @@
+"""Weights shipped with the package, trained by :mod:`napari_masked_denoise.training`.
+
+Each ``NAME.pt`` (a plain tensor state dict, loaded with ``weights_only=True`` so that
+loading cannot execute code) has a manifest entry ``NAME.json`` beside it recording the
+training command, data, seed, iterations, validation numbers and sha256. The sha256 is
+checked on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["available", "manifest", "load_state"]
+
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    """Names of the shipped weight files."""
+    return sorted(p.stem for p in HERE.glob("*.pt") if p.with_suffix(".json").exists())
+
+
+def manifest(name: str) -> dict:
+    path = HERE / f"{name}.json"
+    if not path.exists():
+        from .._axes import DenoiseError
+
+        raise DenoiseError(
+            f"no shipped weights named {name!r}; available: {', '.join(available()) or 'none'}"
+        )
+    return json.loads(path.read_text())
+
+
+def load_state(name_or_path: str) -> tuple[dict, dict]:
+    """``(state_dict, manifest entry)`` for a shipped name or a ``.pt`` file with a ``.json`` beside it."""
+    import torch
+
+    from .._axes import DenoiseError
+
+    p = Path(name_or_path)
+    if p.suffix == ".pt":
+        if not p.exists():
+            raise FileNotFoundError(f"weights file {p} does not exist")
+        side = p.with_suffix(".json")
+        entry = json.loads(side.read_text()) if side.exists() else {}
+    else:
+        entry = manifest(name_or_path)
+        p = HERE / entry["file"]
+    data = p.read_bytes()
+    if entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise DenoiseError(f"weights file {p} does not match the sha256 in its manifest")
+    import io
+
+    state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    return state, entry
