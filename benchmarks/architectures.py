@@ -6,7 +6,7 @@ Usage::
 
 Candidates: U-Nets of our block (two 3x3 convolutions with LeakyReLU per level,
 stride-2 down, nearest up, additive skips, no normalisation) at three sizes, the largest
-with the reference hourglass's scale and width (5 levels of 64 channels, about 0.7 M
+with the reference hourglass's scale and width (5 levels of 64 channels, about 0.8 M
 parameters; BatchNorm left out because it couples the pixels of a tile). Each trains with
 the same masked pre-training code (30% masks, Train400 with every 20th image held out,
 plus scikit-image's bundled images) for the same wall time, one at a time; the table gives
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             continue
         with tempfile.TemporaryDirectory() as d:
             cfg = TrainConfig(data=(str(data),), output=str(Path(d) / "w.pt"), widths=widths,
-                              iterations=10**9, max_seconds=args.seconds, threads=args.threads,
+                              iterations=10**9, max_seconds=args.seconds, constant_lr=True, threads=args.threads,
                               val_every=100, seed=0)
             e = train_zero_shot(cfg, progress=lambda s: print(name, s, flush=True))
         it_s = iteration_seconds(widths, args.threads)

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--val-every", type=int, default=500)
     t.add_argument("--max-seconds", type=float, default=None,
-                   help="stop after this much training time (constant learning rate; for pilots)")
+                   help="training-time budget in seconds: stop at --iterations or here, whichever comes first; the cosine decay follows the nearer end")
     t.add_argument("--log", default=None, help="append validation rows (JSON lines) here")
     t.add_argument("--output", required=True, help="weights file to write (.pt); a .json manifest entry beside it")
     return p

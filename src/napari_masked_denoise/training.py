@@ -60,7 +60,10 @@ class TrainConfig:
     val_images: int = 20
     log: str | None = None
     max_seconds: float | None = None
-    """Stop early after this much training time (the learning rate is then held constant)."""
+    """Training-time budget: the run ends at ``iterations`` or here, whichever comes first,
+    and the cosine decay follows whichever budget is nearer its end."""
+    constant_lr: bool = False
+    """Hold the learning rate constant (architecture pilots that stop on a time budget)."""
 
 
 def _to_gray01(a: np.ndarray) -> np.ndarray:
@@ -180,12 +183,16 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
 
     net = UNet(2, 1, cfg.widths).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.9))
-    if cfg.max_seconds:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, cfg.iterations) / cfg.iterations))
-        )
+
+    def set_lr(it: int, train_time: float) -> float:
+        progress = it / cfg.iterations
+        if cfg.max_seconds:
+            progress = max(progress, train_time / cfg.max_seconds)
+        lr = cfg.lr if cfg.constant_lr else cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        return lr
+
     log = open(cfg.log, "a") if cfg.log else None
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +201,10 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
     history = []
     recent = []
     train_time = 0.0  # training steps only, without validation
+    lr = cfg.lr
     for it in range(1, cfg.iterations + 1):
         ts = time.perf_counter()
+        lr = set_lr(it - 1, train_time)
         x = torch.from_numpy(_batch(rng, train, cfg.batch, cfg.crop)).contiguous(memory_format=torch.channels_last)
         ratio = torch.from_numpy(rng.uniform(lo, hi, (cfg.batch, 1, 1, 1)).astype(np.float32))
         drop = (torch.from_numpy(rng.random(x.shape, dtype=np.float32)) < ratio).float()
@@ -207,7 +216,6 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
         opt.step()
-        sched.step()
         recent.append(float(loss.detach()))
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
@@ -218,7 +226,7 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
                 "train_seconds": round(train_time, 1),
                 "train_loss_db": round(float(np.mean(recent)), 3),
                 "val_masked_psnr": round(rec, 3), "val_fill_psnr_sigma25": round(fill, 3),
-                "lr": sched.get_last_lr()[0],
+                "lr": lr,
             }
             recent = []
             history.append(row)
@@ -248,7 +256,8 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
         "iterations": history[-1]["iteration"] if history else 0,
         "batch": cfg.batch,
         "crop": cfg.crop,
-        "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), cosine decay, grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
+        "max_seconds": cfg.max_seconds,
+        "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), {'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
         "final_validation": history[-1] if history else None,
         "train_seconds": round(seconds, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
