@@ -76,3 +76,28 @@ def test_unknown_preset_and_option():
         _method(preset="nope")
     with pytest.raises(ValueError, match="unknown option"):
         _method(colour=3)
+
+
+def test_shipped_weights_have_a_verified_manifest():
+    from napari_masked_denoise.weights import available, load_state
+
+    assert {"zero-shot-synthetic", "zero-shot-real"} <= set(available())
+    for name in ("zero-shot-synthetic", "zero-shot-real"):
+        state, entry = load_state(name)  # checks the sha256
+        for key in ("command", "data", "iterations", "final_validation", "sha256"):
+            assert entry[key], key
+        assert isinstance(entry["seed"], int)
+        assert not any("Set12" in d or "BSD68" in d for d in entry["data"])
+
+
+def test_presets_pick_the_matching_checkpoint():
+    assert _method(preset="fast").weights_info["file"] == "zero-shot-synthetic.pt"
+    assert _method(preset="real-quality").weights_info["file"] == "zero-shot-real.pt"
+    assert _method(preset="fast", weights="none").weights_info == {}
+
+
+def test_pretrained_weights_beat_random_initialisation_at_equal_iterations(camera_noisy, psnr):
+    clean, noisy = camera_noisy  # the cameraman is not in the training data
+    pre = _method(iterations=50).process(noisy[None], Coords([0]))[0]
+    rnd = _method(iterations=50, weights="none").process(noisy[None], Coords([0]))[0]
+    assert psnr(clean, pre) > psnr(clean, rnd) + 1.0

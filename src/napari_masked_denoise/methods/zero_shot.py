@@ -67,20 +67,22 @@ class ZeroShotFilling(Method):
     summary = "zero-shot iterative filling with masked re-training of a small U-Net"
     presets = {
         "fast": Preset(
-            "200 iterations, beta 0.9, 30% pixel masks: synthetic / pixel-independent noise",
-            {"iterations": 200, "beta": 0.9, "mask_ratio": 0.3},
+            "200 iterations, beta 0.9, 30% pixel masks, synthetic-noise weights: "
+            "pixel-independent noise",
+            {"iterations": 200, "beta": 0.9, "mask_ratio": 0.3, "weights": "zero-shot-synthetic"},
         ),
         "quality": Preset(
-            "1000 iterations, beta 0.99, 30% pixel masks: synthetic / pixel-independent noise",
-            {"iterations": 1000, "beta": 0.99, "mask_ratio": 0.3},
+            "1000 iterations, beta 0.99, 30% pixel masks, synthetic-noise weights: "
+            "pixel-independent noise",
+            {"iterations": 1000, "beta": 0.99, "mask_ratio": 0.3, "weights": "zero-shot-synthetic"},
         ),
         "real-fast": Preset(
-            "200 iterations, beta 0.9, 85% masks: real, spatially correlated noise",
-            {"iterations": 200, "beta": 0.9, "mask_ratio": 0.85},
+            "200 iterations, beta 0.9, 85% masks, real-noise weights: real, spatially correlated noise",
+            {"iterations": 200, "beta": 0.9, "mask_ratio": 0.85, "weights": "zero-shot-real"},
         ),
         "real-quality": Preset(
-            "1000 iterations, beta 0.99, 85% masks: real, spatially correlated noise",
-            {"iterations": 1000, "beta": 0.99, "mask_ratio": 0.85},
+            "1000 iterations, beta 0.99, 85% masks, real-noise weights: real, spatially correlated noise",
+            {"iterations": 1000, "beta": 0.99, "mask_ratio": 0.85, "weights": "zero-shot-real"},
         ),
     }
     defaults = {
