@@ -223,10 +223,9 @@ def run(args) -> None:
 def report(args) -> None:
     rows = [json.loads(line) for line in RAW.read_text().splitlines()]
     order = list(methods())
-    case_order = []
-    for r in rows:
-        if r["case"] not in case_order:
-            case_order.append(r["case"])
+    canonical = [f"{d}-{n}" for d in ("set12", "bsd68") for n in NOISES] + ["fmd-real", "fmd-gp", "ct"]
+    case_order = sorted({r["case"] for r in rows},
+                        key=lambda c: canonical.index(c) if c in canonical else len(canonical))
     by = {}
     for r in rows:
         by.setdefault((r["case"], r["method"]), []).append(r)

@@ -13,7 +13,7 @@ PLUGIN = "napari-masked-denoise"
 TIMEOUT = 20_000  # ms
 
 # small and fast: a handful of adaptation steps is enough to exercise the plumbing
-FAST = {"iterations": 5, "widths": (8, 16), "fill_passes": 2}
+FAST = {"iterations": 5, "widths": (8, 16), "fill_passes": 2, "weights": "none"}
 
 
 def _image(shape, seed=0):
