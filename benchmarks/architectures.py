@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from quality import _update_section  # noqa: E402
+from _common import update_section  # noqa: E402
 
 CANDIDATES = {
     "U-Net 16-32-64": (16, 32, 64),
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     )
     print(text)
     if not args.no_results:
-        _update_section("## Architecture for zero-shot filling", text)
+        update_section("## Architecture for zero-shot filling", text)
     return 0
 
 

@@ -22,50 +22,12 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import classical_peers, update_section  # noqa: E402
+
 DATA = HERE.parent.parent / "shared" / "data" / "test" / "Set12"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Adaptation modes"
-
-
-def update_results(text: str) -> None:
-    """Replace (or append) this script's section of RESULTS.md, leaving the others."""
-    import re
-
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        RESULTS.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    m = re.compile(r"^## ", re.M).search(old, start + len(SECTION))
-    end = m.start() if m else len(old)
-    RESULTS.write_text(old[:start] + text + ("\n" + old[end:] if m else ""))
-
-
-def peers():
-    from skimage.restoration import (
-        calibrate_denoiser, denoise_nl_means, denoise_tv_chambolle, estimate_sigma,
-    )
-
-    def bm3d_blind(y):
-        import bm3d
-
-        return bm3d.bm3d(y, sigma_psd=estimate_sigma(y))
-
-    def nlm(y):
-        s = estimate_sigma(y)
-        return denoise_nl_means(y, h=0.8 * s, sigma=s, patch_size=5, patch_distance=6, fast_mode=True)
-
-    def tv_calibrated(y):
-        f = calibrate_denoiser(y, denoise_tv_chambolle,
-                               denoise_parameters={"weight": list(np.geomspace(0.01, 1.0, 12))})
-        return f(y)
-
-    return {
-        "BM3D (blind sigma)": bm3d_blind,
-        "NLM": nlm,
-        "TV (J-invariance calibrated)": tv_calibrated,
-        "TV (weight 0.1)": lambda y: denoise_tv_chambolle(y, weight=0.1),
-    }
 
 
 def ours(weights: list[str]):
@@ -96,7 +58,7 @@ def main(argv=None) -> int:
     if not DATA.exists():
         print(f"needs the Set12 images in {DATA}", file=sys.stderr)
         return 2
-    methods = {"noisy input": lambda y: y, **peers(), **ours(args.weights.split(","))}
+    methods = {"noisy input": lambda y: y, **classical_peers(), **ours(args.weights.split(","))}
     rows = {k: ([], []) for k in methods}
     for name in args.images.split(","):
         clean = io.imread(DATA / f"{name}.png").astype(np.float32) / 255.0
@@ -132,7 +94,7 @@ def main(argv=None) -> int:
             "masks). `per-tile` adapts on the image itself (one 256 tile); `once` adapts on 4 "
             "random 128x128 crops and then fills with 8 masked forward passes.\n\n" + table + "\n"
         )
-        update_results(text)
+        update_section(SECTION, text)
     return 0
 
 

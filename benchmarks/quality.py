@@ -45,7 +45,6 @@ import fnmatch
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -53,6 +52,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import classical_peers, update_section  # noqa: E402
+
 DATA = HERE.parent.parent / "shared" / "data"
 RAW = HERE / "quality_raw.jsonl"
 RESULTS = HERE / "RESULTS.md"
@@ -68,16 +70,6 @@ def _center(a: np.ndarray, n: int = 256) -> np.ndarray:
     h, w = a.shape
     y, x = max(0, (h - n) // 2), max(0, (w - n) // 2)
     return a[y:y + n, x:x + n]
-
-
-def _gray01(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 3:
-        from skimage.color import rgb2gray
-
-        return rgb2gray(a[..., :3]).astype(np.float32)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
-    return (a.astype(np.float32) / scale).astype(np.float32)
 
 
 def add_noise(clean: np.ndarray, kind: str, seed: int) -> np.ndarray:
@@ -106,21 +98,23 @@ def cases():
     """Yield ``(case, image, clean, noisy)``, all float32."""
     from skimage import io
 
+    from napari_masked_denoise.training import gray01
+
     if not DATA.exists():
         sys.exit(f"needs the shared data in {DATA}")
     sources = [("set12", f"{i:02d}", DATA / "test" / "Set12" / f"{i:02d}.png") for i in (1, 2, 3)]
     sources += [("bsd68", n, DATA / "test" / "BSD68" / f"{n}.png") for n in ("test001", "test002")]
     for k, noise in enumerate(NOISES):
         for j, (ds, name, path) in enumerate(sources):
-            clean = _center(_gray01(io.imread(path)))
+            clean = _center(gray01(io.imread(path)))
             noisy = add_noise(clean, noise, seed=1000 * k + j)
             yield f"{ds}-{noise}", name, clean, noisy.astype(np.float32)
     real = DATA / "microscopy" / "fmd_real"
     for p in sorted((real / "raw").glob("*.png")):
-        yield "fmd-real", p.stem, _center(_gray01(io.imread(real / "gt" / p.name))), _center(_gray01(io.imread(p)))
+        yield "fmd-real", p.stem, _center(gray01(io.imread(real / "gt" / p.name))), _center(gray01(io.imread(p)))
     gp = DATA / "microscopy" / "fmd_confocal_gp"
     for p in sorted((gp / "noisy").glob("*.tif")):
-        yield "fmd-gp", p.stem, _center(_gray01(io.imread(gp / "clean" / p.name))), _center(_gray01(io.imread(p)))
+        yield "fmd-gp", p.stem, _center(gray01(io.imread(gp / "clean" / p.name))), _center(gray01(io.imread(p)))
     from napari_masked_denoise.samples import lowdose_ct
 
     noisy, clean = lowdose_ct(n_slices=3, size=256, seed=7, i0=1e3)
@@ -158,10 +152,7 @@ def methods() -> dict:
 
     return {
         "noisy input": (lambda y: y, None),
-        "BM3D (blind sigma)": (bm3d_blind, None),
-        "NLM": (nlm, None),
-        "TV (J-invariance)": (tv_cal, None),
-        "TV (weight 0.1)": (lambda y: denoise_tv_chambolle(y, weight=0.1), None),
+        **{name: (f, None) for name, f in classical_peers().items()},
         "wavelet (BayesShrink)": (lambda y: denoise_wavelet(y, rescale_sigma=True), None),
         "zero-shot fast": (ours("fast"), None),
         "zero-shot fast, random init": (ours("fast", weights="none"), "first"),
@@ -332,19 +323,7 @@ def _plot(rows, present, case_order, cell, med_t) -> None:
 
 
 def _update(text: str) -> None:
-    _update_section(SECTION, text)
-
-
-def _update_section(title: str, text: str) -> None:
-    """Replace (or append) the section ``title`` of RESULTS.md, leaving the others."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(title + "\n")
-    if start < 0:
-        RESULTS.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    m = re.compile(r"^## ", re.M).search(old, start + len(title))
-    end = m.start() if m else len(old)
-    RESULTS.write_text(old[:start] + text + ("\n" + old[end:] if m else ""))
+    update_section(SECTION, text)
 
 
 def main(argv=None) -> int:

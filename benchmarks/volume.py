@@ -49,6 +49,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
+sys.path.insert(0, str(HERE))
+from _common import update_section  # noqa: E402
 SECTION = "## Volume throughput and memory (CLI)"
 
 SLAB = 8  # slices generated / evaluated at a time
@@ -330,16 +332,7 @@ def section(rows: list[dict], argv: list[str], m: dict, args) -> str:
 
 def update_results(text: str, path: Path = RESULTS) -> None:
     """Replace (or append) our section of RESULTS.md, leaving the others untouched."""
-    title = text.splitlines()[0]
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(title + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        m = re.compile(r"^## ", re.M).search(old, start + len(title))
-        end = m.start() if m else len(old)
-        new = old[:start] + text + ("\n" + old[end:] if m else "")
-    path.write_text(new)
+    update_section(text.splitlines()[0], text, path)
 
 
 def main(argv=None) -> int:

@@ -66,7 +66,7 @@ class TrainConfig:
     """Hold the learning rate constant (architecture pilots that stop on a time budget)."""
 
 
-def _to_gray01(a: np.ndarray) -> np.ndarray:
+def gray01(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim == 3:
         from skimage.color import rgb2gray
@@ -96,14 +96,14 @@ def training_images(data_dirs, *, skimage: bool = True) -> tuple[list[np.ndarray
         if not files:
             raise FileNotFoundError(f"no images in training data folder {d}")
         for i, f in enumerate(files):
-            img = _to_gray01(io.imread(f))
+            img = gray01(io.imread(f))
             (val if i % VAL_EVERY_NTH == VAL_EVERY_NTH - 1 else train).append(img)
         sources.append(f"{d} ({len(files)} images, every {VAL_EVERY_NTH}th held out)")
     if skimage:
         import skimage.data as skd
 
         for name in SKIMAGE_IMAGES:
-            train.append(_to_gray01(getattr(skd, name)()))
+            train.append(gray01(getattr(skd, name)()))
         sources.append("scikit-image bundled: " + ", ".join(SKIMAGE_IMAGES))
     return train, val, sources
 
