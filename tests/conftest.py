@@ -18,3 +18,19 @@ def psnr():
     from skimage.metrics import peak_signal_noise_ratio
 
     return lambda clean, img: peak_signal_noise_ratio(clean, np.clip(img, 0, 1), data_range=1)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """21 smooth random images (every 20th is held out for validation)."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import io
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "clean"
+    d.mkdir()
+    for i in range(21):
+        img = gaussian_filter(rng.random((96, 96)), 3)
+        img = (img - img.min()) / (img.max() - img.min())
+        io.imsave(d / f"{i:02d}.png", (img * 255).astype(np.uint8), check_contrast=False)
+    return d

@@ -1,26 +1,9 @@
 import json
 
-import numpy as np
 import pytest
 
 from napari_masked_denoise.cli import main
 from napari_masked_denoise.training import TrainConfig, _validate, train_zero_shot
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """21 smooth random images (every 20th is held out for validation)."""
-    from scipy.ndimage import gaussian_filter
-    from skimage import io
-
-    rng = np.random.default_rng(0)
-    d = tmp_path / "clean"
-    d.mkdir()
-    for i in range(21):
-        img = gaussian_filter(rng.random((96, 96)), 3)
-        img = (img - img.min()) / (img.max() - img.min())
-        io.imsave(d / f"{i:02d}.png", (img * 255).astype(np.uint8), check_contrast=False)
-    return d
 
 
 def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(image_folder, tmp_path):

@@ -48,16 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     sub.add_parser("methods", help="list methods and presets")
     t = sub.add_parser("train", help="train the networks whose weights ship with the package")
-    t.add_argument("method", choices=("zero-shot",))
+    t.add_argument("method", choices=tuple(_TRAIN_DEFAULTS))
     t.add_argument("--data", action="append", default=None,
                    help="folder of clean training images (repeatable; default ../shared/data/train/Train400)")
     t.add_argument("--no-skimage", action="store_true", help="do not add scikit-image's bundled images")
-    t.add_argument("--mask-ratio", default="0.3",
-                   help="share of pixels dropped: a number, or LO,HI to draw per crop (e.g. 0.8,0.95)")
+    t.add_argument("--mask-ratio", default=None,
+                   help="share of pixels (zero-shot) or patches (ttt-mim) masked: a number, or LO,HI to draw "
+                        "per crop (e.g. 0.8,0.95; zero-shot only); default 0.3 (zero-shot), 0.6 (ttt-mim)")
+    t.add_argument("--patch", type=int, default=7, help="ttt-mim: mask patch size (default 7)")
+    t.add_argument("--noise-var", type=float, default=0.005,
+                   help="ttt-mim: variance of the Gaussian training noise (default 0.005)")
     t.add_argument("--iterations", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--crop", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--lr", type=float, default=None, help="default 2e-3 (zero-shot), 1e-3 (ttt-mim)")
     t.add_argument("--widths", default="16,32,64", help="U-Net channels per level")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -67,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log", default=None, help="append validation rows (JSON lines) here")
     t.add_argument("--output", required=True, help="weights file to write (.pt); a .json manifest entry beside it")
     return p
+
+
+# per-method training defaults: the reference settings (../shared/METHODS.md)
+_TRAIN_DEFAULTS = {
+    "zero-shot": {"mask_ratio": "0.3", "lr": 2e-3, "clip": 0.01, "weight_decay": 0.01},
+    "ttt-mim": {"mask_ratio": "0.6", "lr": 1e-3, "clip": 0.0, "weight_decay": 1e-4},
+}
 
 
 class _Bar:
@@ -158,23 +169,30 @@ def _train(args) -> int:
     from pathlib import Path
 
     from ._axes import DenoiseError
-    from .training import TrainConfig, train_zero_shot
+    from .training import TrainConfig, train_ttt_mim, train_zero_shot
 
+    d = _TRAIN_DEFAULTS[args.method]
     data = args.data or [str(Path("../shared/data/train/Train400"))]
+    mask_ratio = args.mask_ratio or d["mask_ratio"]
     try:
-        lo, hi = (float(v) for v in (args.mask_ratio.split(",") * 2)[:2])
+        lo, hi = (float(v) for v in (mask_ratio.split(",") * 2)[:2])
     except ValueError:
-        raise DenoiseError(f"--mask-ratio must be a number or LO,HI, got {args.mask_ratio!r}") from None
+        raise DenoiseError(f"--mask-ratio must be a number or LO,HI, got {mask_ratio!r}") from None
+    if args.method == "ttt-mim" and lo != hi:
+        raise DenoiseError("--mask-ratio must be one number for ttt-mim")
+    if args.patch < 1:
+        raise DenoiseError(f"--patch must be at least 1, got {args.patch}")
     if not (0 < lo <= hi < 1):
-        raise DenoiseError(f"--mask-ratio must lie in (0, 1), got {args.mask_ratio!r}")
+        raise DenoiseError(f"--mask-ratio must lie in (0, 1), got {mask_ratio!r}")
     cfg = TrainConfig(
         data=tuple(data), output=args.output, mask_ratio=(lo, hi), iterations=args.iterations,
-        batch=args.batch, crop=args.crop, lr=args.lr,
+        batch=args.batch, crop=args.crop, lr=args.lr if args.lr is not None else d["lr"],
+        clip=d["clip"], weight_decay=d["weight_decay"], patch=args.patch, noise_var=args.noise_var,
         widths=tuple(int(w) for w in args.widths.split(",")), seed=args.seed,
         threads=args.threads, skimage=not args.no_skimage, val_every=args.val_every, log=args.log,
         max_seconds=args.max_seconds,
     )
-    entry = train_zero_shot(cfg)
+    entry = (train_zero_shot if args.method == "zero-shot" else train_ttt_mim)(cfg)
     print(f"wrote {args.output} (sha256 {entry['sha256']}) in {entry['train_seconds']:.0f} s")
     return 0
 

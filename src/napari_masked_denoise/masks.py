@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["uniform", "Coords"]
+__all__ = ["uniform", "patch_mask", "Coords"]
 
 _M32 = 0xFFFFFFFF
 
@@ -47,3 +47,22 @@ def uniform(seed: int, draw: int, coords: Coords, shape_yx, device=None) -> torc
     k = _hash32(p[:, None] ^ ys[None, :])  # (N, H)
     k = _hash32(k[:, :, None] ^ (xs[None, None, :] * 0x27D4EB2F))  # (N, H, W)
     return (k.to(torch.float32) * (1.0 / 4294967296.0)).unsqueeze(1)
+
+
+def patch_mask(seed: int, draw: int, coords: Coords, shape_yx, patch: int, ratio: float,
+               device=None) -> torch.Tensor:
+    """Patch-wise mask ``(N, 1, H, W)``, 1 = masked, on the global grid of ``patch`` pixels.
+
+    A patch is masked with probability ``ratio``; the grid is anchored at the image
+    origin, so a tile sees the same patches as the whole image.
+    """
+    h, w = shape_yx
+    p = int(patch)
+    gy0, gx0 = coords.y0 // p, coords.x0 // p
+    gh = (coords.y0 + h - 1) // p - gy0 + 1
+    gw = (coords.x0 + w - 1) // p - gx0 + 1
+    u = uniform(seed, draw, Coords(coords.planes, gy0, gx0), (gh, gw), device)
+    m = (u < float(ratio)).to(torch.float32)
+    m = m.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+    oy, ox = coords.y0 - gy0 * p, coords.x0 - gx0 * p
+    return m[:, :, oy:oy + h, ox:ox + w]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["local_noise_std", "robust_sigma", "WINDOW"]
@@ -10,16 +12,37 @@ WINDOW = 7
 _MAD = 1.4826  # MAD to standard deviation for Gaussian noise
 
 
+_CLIP = 2.5  # residuals beyond this many local scales are clipped
+
+
+def _clipped_second_moment(c: float) -> float:
+    """``E[min(z^2, c^2)]`` for a standard normal ``z``."""
+    phi = math.exp(-0.5 * c * c) / math.sqrt(2 * math.pi)
+    inside = math.erf(c / math.sqrt(2))  # P(|z| < c)
+    return inside - 2 * c * phi + c * c * (1 - inside)
+
+
+_KAPPA = _clipped_second_moment(_CLIP)
+
+
 def local_noise_std(residual: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Windowed robust noise standard deviation of a residual ``(N, H, W)``.
 
-    ``1.4826 * median(|r|)`` over a ``window x window`` neighbourhood of every pixel of
-    every plane: insensitive to the few edges a denoiser leaves in its residual.
+    Two box filters over a ``window x window`` neighbourhood of every pixel of every
+    plane: a first scale from the mean absolute residual (``sqrt(pi/2) * mean|r|``),
+    then the root mean square of the residual clipped at 2.5 times that scale, corrected
+    for the clipping so that it is unbiased for Gaussian noise. The clipping keeps the
+    few edges a denoiser leaves in its residual from dominating; unlike a windowed
+    median (about 1 Mpixel/s on one core) it runs at tens of Mpixel/s.
     """
-    from scipy.ndimage import median_filter
+    from scipy.ndimage import uniform_filter
 
     r = np.abs(residual.astype(np.float32, copy=False))
-    return (_MAD * median_filter(r, size=(1, window, window), mode="reflect")).astype(np.float32)
+    size = (1, window, window)
+    s1 = math.sqrt(math.pi / 2) * uniform_filter(r, size=size, mode="reflect")
+    np.minimum(r, _CLIP * s1, out=r)
+    m2 = uniform_filter(r * r, size=size, mode="reflect")
+    return np.sqrt(np.maximum(m2, 0) / _KAPPA).astype(np.float32)
 
 
 def robust_sigma(residual: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainConfig", "train_zero_shot", "training_images", "SKIMAGE_IMAGES"]
+__all__ = ["TrainConfig", "train_zero_shot", "train_ttt_mim", "training_images", "SKIMAGE_IMAGES"]
 
 # scikit-image's bundled images used as extra clean training data. ``camera`` (the
 # cameraman, also in Set12) and ``cell`` (the source of our sample data) are left out.
@@ -64,6 +64,11 @@ class TrainConfig:
     and the cosine decay follows whichever budget is nearer its end."""
     constant_lr: bool = False
     """Hold the learning rate constant (architecture pilots that stop on a time budget)."""
+    weight_decay: float = 0.01
+    noise_var: float = 0.005
+    """TTT-MIM: variance of the Gaussian training noise (images in [0, 1])."""
+    patch: int = 7
+    """TTT-MIM: patch size of the masks."""
 
 
 def gray01(a: np.ndarray) -> np.ndarray:
@@ -164,31 +169,145 @@ def _validate(net, clean, noisy, u, ratio: float):
     return rec_psnr, _psnr(fill, clean)
 
 
+def _zero_shot_loss(net, x, rng, cfg):
+    import torch
+
+    lo, hi = cfg.mask_ratio
+    ratio = torch.from_numpy(rng.uniform(lo, hi, (x.shape[0], 1, 1, 1)).astype(np.float32))
+    drop = (torch.from_numpy(rng.random(x.shape, dtype=np.float32)) < ratio).float()
+    keep = 1 - drop
+    pred = net(torch.cat([x * keep, keep], 1))
+    mse = ((pred - x) ** 2 * drop).sum() / drop.sum().clamp_min(1)
+    return 10 * torch.log10(mse + 1e-10)
+
+
+def _patch_masks(rng, shape, patch: int, ratio: float) -> np.ndarray:
+    """Random patch-wise masks (1 = masked) on a randomly shifted grid of ``patch`` pixels."""
+    n, _, h, w = shape
+    gh, gw = -(-h // patch) + 1, -(-w // patch) + 1
+    m = (rng.random((n, 1, gh, gw)) < ratio).astype(np.float32)
+    m = m.repeat(patch, axis=2).repeat(patch, axis=3)
+    oy, ox = rng.integers(patch), rng.integers(patch)
+    return np.ascontiguousarray(m[:, :, oy:oy + h, ox:ox + w])
+
+
+def _ttt_mim_loss(net, x, rng, cfg):
+    """The reference's joint loss: 0.5 L1(recon, noisy) on masked pixels + 0.5 L1(noise)."""
+    import torch
+
+    sigma = math.sqrt(cfg.noise_var)
+    n = torch.from_numpy(rng.normal(0.0, sigma, x.shape).astype(np.float32))
+    y = (x + n).contiguous(memory_format=torch.channels_last)
+    m = torch.from_numpy(_patch_masks(rng, x.shape, cfg.patch, cfg.mask_ratio[0]))
+    rec = net.reconstruct(y, m)
+    l_rec = ((rec - y).abs() * m).sum() / m.sum().clamp_min(1)
+    l_main = (net.noise(y) - n).abs().mean()
+    return 0.5 * l_rec + 0.5 * l_main
+
+
+def _validate_ttt_mim(net, clean, noise_var: float, seed: int) -> dict:
+    import torch
+
+    rng = np.random.default_rng(seed + 777)
+    noisy = clean + rng.normal(0, math.sqrt(noise_var), clean.shape).astype(np.float32)
+    poisson = (rng.poisson(np.clip(clean, 0, None) * 30.0) / 30.0).astype(np.float32)
+    net.eval()
+    with torch.inference_mode():
+        g = net.denoise(torch.from_numpy(noisy)).numpy()
+        p = net.denoise(torch.from_numpy(poisson)).numpy()
+    net.train()
+    return {"val_denoise_psnr": round(_psnr(g, clean), 3),
+            "val_denoise_psnr_poisson30_shifted": round(_psnr(p, clean), 3)}
+
+
 def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
-    """Train and save the weights; return the manifest entry (also written as JSON)."""
+    """Masked pre-training for zero-shot filling; save the weights, return the manifest entry."""
     import torch
 
     from .nets.unet import UNet
 
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    _setup(cfg)
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
-    if not val:
-        raise ValueError("no validation images held out; give a folder with at least 20 images")
     lo, hi = cfg.mask_ratio
     vclean, vnoisy, vu = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
     vratio = 0.5 * (lo + hi)
-
     net = UNet(2, 1, cfg.widths).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.9))
 
+    def validate(net, recent):
+        rec, fill = _validate(net, vclean, vnoisy, vu, vratio)
+        return {"train_loss_db": round(float(np.mean(recent)), 3),
+                "val_masked_psnr": round(rec, 3), "val_fill_psnr_sigma25": round(fill, 3)}
+
+    history, seconds = _fit(cfg, net, opt, train, _zero_shot_loss, validate, progress)
+    return _save(cfg, net, history, seconds, sources, {
+        "method": "zero-shot",
+        "architecture": {"class": "UNet", "in_channels": 2, "out_channels": 1, "widths": list(cfg.widths),
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "mask_ratio": list(cfg.mask_ratio),
+        "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), {'constant' if cfg.constant_lr else 'cosine decay'}, "
+                     f"grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
+    })
+
+
+def train_ttt_mim(cfg: TrainConfig, *, progress=print) -> dict:
+    """Joint pre-training of the TTT-MIM network on Gaussian noise (``cfg.noise_var``).
+
+    Reference settings (``../shared/METHODS.md`` section 2): patch masks of ``cfg.patch``
+    pixels at ratio ``cfg.mask_ratio[0]`` (0.6, 7), loss ``0.5 * L1(recon, noisy)`` on
+    masked pixels ``+ 0.5 * L1(predicted noise, true noise)``, AdamW lr 1e-3, weight
+    decay 1e-4 (cosine decay to zero here).
+    """
+    import torch
+
+    from .nets.mim import MIMNet
+
+    _setup(cfg)
+    train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
+    vclean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
+    net = MIMNet(cfg.widths).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def validate(net, recent):
+        return {"train_loss": round(float(np.mean(recent)), 5), **_validate_ttt_mim(net, vclean, cfg.noise_var, cfg.seed)}
+
+    history, seconds = _fit(cfg, net, opt, train, _ttt_mim_loss, validate, progress)
+    return _save(cfg, net, history, seconds, sources, {
+        "method": "ttt-mim",
+        "architecture": {"class": "MIMNet", "widths": list(cfg.widths),
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "mask_ratio": list(cfg.mask_ratio),
+        "patch": cfg.patch,
+        "noise": f"Gaussian, variance {cfg.noise_var} (images in [0, 1])",
+        "optimiser": f"AdamW lr {cfg.lr} weight decay {cfg.weight_decay}, "
+                     f"{'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}, "
+                     "0.5 L1(recon, noisy) on masked pixels + 0.5 L1(predicted noise, noise)",
+    })
+
+
+def _setup(cfg: TrainConfig) -> None:
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+
+
+def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
+    """The training loop shared by every trainer: cosine schedule on the nearer of the
+    iteration and time budgets, gradient clipping, validation rows to ``progress`` and
+    the log, a partial checkpoint at every validation. Returns ``(history, seconds)``."""
+    import torch
+
+    rng = np.random.default_rng(cfg.seed)
+    if not train:
+        raise ValueError("no training images")
+
     def set_lr(it: int, train_time: float) -> float:
-        progress = it / cfg.iterations
+        progress_ = it / cfg.iterations
         if cfg.max_seconds:
-            progress = max(progress, train_time / cfg.max_seconds)
-        lr = cfg.lr if cfg.constant_lr else cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            progress_ = max(progress_, train_time / cfg.max_seconds)
+        lr = cfg.lr if cfg.constant_lr else cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
         for g in opt.param_groups:
             g["lr"] = lr
         return lr
@@ -198,36 +317,25 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.pt")  # survives an interrupted run; not shipped
     t0 = time.perf_counter()
-    history = []
-    recent = []
+    history, recent = [], []
     train_time = 0.0  # training steps only, without validation
-    lr = cfg.lr
+    net.train()
     for it in range(1, cfg.iterations + 1):
         ts = time.perf_counter()
         lr = set_lr(it - 1, train_time)
         x = torch.from_numpy(_batch(rng, train, cfg.batch, cfg.crop)).contiguous(memory_format=torch.channels_last)
-        ratio = torch.from_numpy(rng.uniform(lo, hi, (cfg.batch, 1, 1, 1)).astype(np.float32))
-        drop = (torch.from_numpy(rng.random(x.shape, dtype=np.float32)) < ratio).float()
-        keep = 1 - drop
-        pred = net(torch.cat([x * keep, keep], 1))
-        mse = ((pred - x) ** 2 * drop).sum() / drop.sum().clamp_min(1)
-        loss = 10 * torch.log10(mse + 1e-10)
+        loss = batch_loss(net, x, rng, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
         opt.step()
         recent.append(float(loss.detach()))
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
         if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time:
-            rec, fill = _validate(net, vclean, vnoisy, vu, vratio)
-            row = {
-                "iteration": it, "seconds": round(time.perf_counter() - t0, 1),
-                "train_seconds": round(train_time, 1),
-                "train_loss_db": round(float(np.mean(recent)), 3),
-                "val_masked_psnr": round(rec, 3), "val_fill_psnr_sigma25": round(fill, 3),
-                "lr": lr,
-            }
+            row = {"iteration": it, "seconds": round(time.perf_counter() - t0, 1),
+                   "train_seconds": round(train_time, 1), **validate(net, recent), "lr": lr}
             recent = []
             history.append(row)
             progress(json.dumps(row))
@@ -237,33 +345,36 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
             torch.save(net.state_dict(), partial)
         if out_of_time:
             break
-    seconds = time.perf_counter() - t0
+    if log:
+        log.close()
     partial.unlink(missing_ok=True)
+    return history, time.perf_counter() - t0
+
+
+def _save(cfg: TrainConfig, net, history, seconds, sources, fields: dict) -> dict:
+    """Write the weights (plain tensor state dict) and the manifest entry beside them."""
+    import torch
+
+    out = Path(cfg.output)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     torch.save(state, out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    cli = Path(sys.argv[0]).name.startswith("masked-denoise")
     entry = {
         "file": out.name,
         "sha256": digest,
-        "method": "zero-shot",
-        "architecture": {"class": "UNet", "in_channels": 2, "out_channels": 1,
-                         "widths": list(cfg.widths),
-                         "parameters": sum(p.numel() for p in net.parameters())},
-        "mask_ratio": list(cfg.mask_ratio),
-        "command": " ".join(["masked-denoise"] + sys.argv[1:]) if Path(sys.argv[0]).name.startswith("masked-denoise") else " ".join(sys.argv),
+        **fields,
+        "command": " ".join(["masked-denoise"] + sys.argv[1:]) if cli else " ".join(sys.argv),
         "data": sources,
         "seed": cfg.seed,
         "iterations": history[-1]["iteration"] if history else 0,
         "batch": cfg.batch,
         "crop": cfg.crop,
         "max_seconds": cfg.max_seconds,
-        "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), {'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
         "final_validation": history[-1] if history else None,
         "train_seconds": round(seconds, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     out.with_suffix(".json").write_text(json.dumps(entry, indent=2) + "\n")
-    if log:
-        log.close()
     return entry

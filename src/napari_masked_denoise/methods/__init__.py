@@ -9,6 +9,7 @@ __all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_
 # name -> "module:Class"; modules are imported only when a method is used
 _REGISTRY = {
     "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
+    "ttt-mim": "napari_masked_denoise.methods.ttt_mim:TTTMIM",
 }
 
 

@@ -32,34 +32,12 @@ _FILL_DRAW = 1 << 20  # mask draws for once-mode filling never collide with trai
 
 @functools.lru_cache(maxsize=8)
 def receptive_radius(widths: tuple[int, ...]) -> int:
-    """Receptive-field radius of :class:`UNet`, measured by back-propagation.
+    """Receptive-field radius of :class:`UNet` with ``widths`` (measured)."""
+    from ..nets import measure_radius
 
-    The largest distance from an output pixel to an input pixel with non-zero gradient,
-    over every phase of the down-sampling grid.
-    """
     torch.manual_seed(0)
     net = UNet(2, 1, widths)
-    a = net.align
-    size = 64
-    while True:
-        x = torch.ones(1, 2, size, size, requires_grad=True)
-        y = net(x)
-        c = size // 2
-        radius = 0
-        for dy in range(a):
-            for dx in range(a):
-                (g,) = torch.autograd.grad(y[0, 0, c + dy, c + dx], x, retain_graph=True)
-                nz = torch.nonzero(g[0].abs().sum(0) > 0)
-                r = int(
-                    max(
-                        (nz[:, 0] - (c + dy)).abs().max(),
-                        (nz[:, 1] - (c + dx)).abs().max(),
-                    )
-                )
-                radius = max(radius, r)
-        if radius < c - a:
-            return radius
-        size *= 2
+    return measure_radius(net, 2, net.align)
 
 
 class ZeroShotFilling(Method):

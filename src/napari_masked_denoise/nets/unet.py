@@ -54,6 +54,10 @@ class UNet(nn.Module):
         return 2 ** (len(self.widths) - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder features ``(N, widths[0], H, W)``, before the 1x1 output."""
         h = self.inc(x)
         skips = []
         for down, enc in zip(self.downs, self.enc):
@@ -62,4 +66,4 @@ class UNet(nn.Module):
         for i in reversed(range(len(self.ups))):
             h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
             h = self.dec[i](self.ups[i](h) + skips[i])
-        return self.out(h)
+        return h

@@ -1,0 +1,162 @@
+"""TTT-MIM: test-time training with a masked-image-modelling head (Mansour et al., ECCV 2024).
+
+A network pre-trained on Gaussian noise (:class:`~..nets.mim.MIMNet`: one body, a main
+head predicting the noise residual, a reconstruction head fed with patch-masked features)
+adapts to the noise of the test image in a few gradient steps. Each step, on the masked
+pixels of one patch mask drawn once and reused:
+
+``L1(recon(masked y), y) + L1(y - main(y), recon.detach())``
+
+i.e. the reconstruction head relearns the test image from its visible context, and the
+main head's denoised output is pulled towards the reconstruction (the poster's test loss
+``|O - O'| + |O' - I|``). AdamW (no weight decay) on all parameters. The output is the main
+head on the unmasked input.
+
+``per-tile`` mode resets to the pretrained weights and adapts on every tile; ``once`` mode
+(the default for volumes) adapts once on a sample of tiles or slices and then runs one
+forward pass per tile.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..masks import Coords, patch_mask
+from ..nets.mim import MIMNet
+from .base import Method, Preset
+
+__all__ = ["TTTMIM"]
+
+
+@functools.lru_cache(maxsize=8)
+def _radius(widths: tuple[int, ...]) -> int:
+    from ..nets import measure_radius
+
+    torch.manual_seed(0)
+    net = MIMNet(widths)
+    with torch.no_grad():
+        net.mask_token.fill_(1.0)
+    return measure_radius(net, 1, net.align)
+
+
+class TTTMIM(Method):
+    name = "ttt-mim"
+    summary = "test-time training of a Gaussian-pretrained network with a masked-image-modelling head"
+    presets = {
+        "fast": Preset("8 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
+                       {"steps": 8, "weights": "ttt-mim"}),
+        "quality": Preset("20 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
+                          {"steps": 20, "weights": "ttt-mim"}),
+        "no-adapt": Preset("the pretrained network as it is, no adaptation (Gaussian noise only)",
+                           {"steps": 0, "weights": "ttt-mim"}),
+    }
+    defaults = {
+        "steps": 8,
+        "lr": 1e-4,
+        "mask_ratio": 0.4,
+        "patch": 4,
+        "weights": "ttt-mim",
+        "widths": (16, 32, 64),
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        o = self.options
+        from .._axes import DenoiseError
+
+        if not 0.0 < float(o["mask_ratio"]) < 1.0:
+            raise DenoiseError(f"mask_ratio must be in (0, 1), got {o['mask_ratio']}")
+        if int(o["steps"]) < 0:
+            raise DenoiseError(f"steps must be 0 or more, got {o['steps']}")
+        if int(o["patch"]) < 1:
+            raise DenoiseError(f"patch must be at least 1, got {o['patch']}")
+        if not float(o["lr"]) > 0:
+            raise DenoiseError(f"lr must be positive, got {o['lr']}")
+        self.widths = tuple(int(w) for w in o["widths"])
+        torch.manual_seed(self.seed)
+        state = None
+        self.weights_info: dict = {}
+        if o["weights"] and str(o["weights"]) != "none":
+            from ..weights import load_state
+
+            state, self.weights_info = load_state(str(o["weights"]))
+            if self.weights_info.get("method", "ttt-mim") != "ttt-mim":
+                raise DenoiseError(
+                    f"weights {o['weights']!r} were trained for {self.weights_info['method']!r}, not ttt-mim"
+                )
+            widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
+            if "widths" in kwargs and tuple(int(w) for w in kwargs["widths"]) != widths:
+                raise DenoiseError(
+                    f"widths {tuple(kwargs['widths'])} do not match the weights {o['weights']!r} {widths}"
+                )
+            self.widths = widths
+        self.net = MIMNet(self.widths)
+        if state is not None:
+            try:
+                self.net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
+        self.net = self.net.to(self.device).to(memory_format=torch.channels_last)
+        self._init_state = copy.deepcopy(self.net.state_dict())
+        self.align = self.net.align
+        self.halo = _radius(self.widths)
+
+    # -- helpers ------------------------------------------------------------------
+    def _tensor(self, block: np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)[:, None]
+        h, w = x.shape[-2:]
+        a = self.align
+        ph, pw = (-h) % a, (-w) % a
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x.contiguous(memory_format=torch.channels_last), (h, w)
+
+    def _train(self, x: torch.Tensor, coords: Coords) -> Iterator[tuple[int, int]]:
+        """The test-time training steps on ``x``; one mask, reused every step."""
+        o = self.options
+        total = int(o["steps"])
+        if total == 0:
+            return
+        m = patch_mask(self.seed, 0, coords, x.shape[-2:], int(o["patch"]), float(o["mask_ratio"]), self.device)
+        m = m.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        n_masked = m.sum().clamp_min(1.0)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=0.0)
+        self.net.train()
+        with torch.inference_mode(False), torch.enable_grad():
+            for t in range(total):
+                rec = self.net.reconstruct(x, m)
+                den = self.net.denoise(x)
+                loss = (((rec - x).abs() + (den - rec.detach()).abs()) * m).sum() / n_masked
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                yield t + 1, total
+        self.net.eval()
+
+    # -- the interface ---------------------------------------------------------------
+    def adapt(self, sample: np.ndarray, coords: Coords):
+        x, _ = self._tensor(sample)
+        yield from self._train(x, coords)
+
+    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+        x, (h, w) = self._tensor(block)
+        if self.mode == "per-tile" and int(self.options["steps"]) > 0:
+            self.net.load_state_dict(self._init_state)
+            for _ in self._train(x, coords):
+                pass
+        self.net.eval()
+        with torch.inference_mode():
+            y = self.net.denoise(x)
+        return y[:, 0, :h, :w].float().cpu().numpy()
+
+    def state_bytes(self) -> bytes:
+        return self._torch_bytes(self.net.state_dict())
+
+    def load_state_bytes(self, data: bytes) -> None:
+        self.net.load_state_dict(self._torch_state(data))
