@@ -175,7 +175,7 @@ def psnr_slabwise(clean_path: Path, noisy_path: Path, denoised) -> dict:
 def cli_command(inp: Path, out: Path, args) -> list[str]:
     cmd = [
         sys.executable, "-m", "napari_masked_denoise.cli", "run", str(inp), str(out),
-        "--method", "zero-shot", "--preset", args.preset, "--axes", "ZYX",
+        "--method", args.method, "--preset", args.preset, "--axes", "ZYX",
         "--device", "cpu", "--tile", str(args.tile), "--overwrite", "--quiet",
     ]
     if args.mode:
@@ -340,6 +340,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="64,512", help="numbers of slices, comma-separated (default 64,512)")
     p.add_argument("--yx", type=int, default=512, help="slice size in Y and X (default 512)")
+    p.add_argument("--method", default="zero-shot")
     p.add_argument("--preset", default="fast")
     p.add_argument("--mode", choices=("once", "per-tile"), default=None, help="default: the CLI's")
     p.add_argument("--tile", type=int, default=256)

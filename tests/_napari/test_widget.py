@@ -216,3 +216,20 @@ def test_open_sample_via_manifest(make_napari_viewer):
     layers = viewer.open_sample(PLUGIN, "noisy_cell")
     assert len(layers) == 1 and layers[0].data.ndim == 2
     assert viewer.layers[0].name == "noisy cell"
+
+
+def test_ttt_mim_runs_and_previews_from_the_widget(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((3, 64, 64)), name="vol")
+    widget.set_layer("vol")
+    widget.method_combo.value = "ttt-mim"
+    assert list(widget.preset_combo.choices) == ["fast", "quality", "no-adapt"]
+    widget.options = {"steps": 2}
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.last_result.method == "ttt-mim" and widget.last_result.complete
+    assert viewer.layers["vol denoised"].data.shape == (3, 64, 64)
+    assert float(np.std(viewer.layers["vol denoised"].data)) < float(np.std(viewer.layers["vol"].data))
+    widget.preview()
+    _wait_idle(qtbot, widget)
+    assert "vol preview" in viewer.layers

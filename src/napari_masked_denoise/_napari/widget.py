@@ -37,8 +37,6 @@ MEMORY_LIMIT_VOXELS = 64 * 1024**2
 zarr store on disk, so the result layers are lazy."""
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PREVIEW_OPTIONS = {"iterations": 50}
-"""Method options of a preview (merged under :attr:`DenoiseWidget.options`)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class DenoiseWidget(QWidget):
     ----------
     options : dict
         Extra method options merged into every call (over the preset), e.g.
-        ``{"iterations": 5}``; for previews they override :data:`PREVIEW_OPTIONS`.
+        ``{"iterations": 5}``; for previews they override the method's ``preview_options``.
     worker : GeneratorWorker or None
         The worker of the latest run or preview (kept after it finished).
     busy : bool
@@ -238,7 +236,7 @@ class DenoiseWidget(QWidget):
             n_lead = len(axes) - (3 if layer.rgb else 2)
             index = self._current_index(layer, n_lead, data.shape)
             plane = data[index]  # one 2-D plane (YXC for RGB); small, safe to read
-            options = {**PREVIEW_OPTIONS, **self.options}
+            options = {**get_method(self.method_combo.value).preview_options, **self.options}
             kwargs = dict(self._settings(), axes=axes[n_lead:], options=options)
         except (DenoiseError, ValueError, IndexError) as exc:
             self._report_error(exc)

@@ -43,6 +43,8 @@ class Method:
     summary: ClassVar[str]
     presets: ClassVar[dict[str, Preset]]
     defaults: ClassVar[dict[str, Any]]
+    preview_options: ClassVar[dict[str, Any]] = {}
+    """Options that make a quick preview of one slice (merged under the user's options)."""
 
     def __init__(self, *, preset: str, mode: str, device, seed: int = 0, **options):
         if preset not in self.presets:

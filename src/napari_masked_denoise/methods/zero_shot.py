@@ -63,6 +63,7 @@ class ZeroShotFilling(Method):
             {"iterations": 1000, "beta": 0.99, "mask_ratio": 0.85, "weights": "zero-shot-real"},
         ),
     }
+    preview_options = {"iterations": 50}
     defaults = {
         "iterations": 200,
         "beta": 0.9,
