@@ -352,6 +352,26 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
                 f"{min(diffs):+.2f} dB; mean {np.mean(diffs):+.2f} dB; median gap closed "
                 f"{100 * np.median(gaps):.0f}% (mean {100 * np.mean(gaps):.0f}%) over the {len(gaps)} cases with a gap. "
                 f"Median seconds per image: {med(base):.2f} without, {med(ttt):.2f} with adaptation.", ""]
+    # the size trade-off: the two shipped networks, same training time
+    from napari_masked_denoise.weights import manifest
+
+    size = ["| network | parameters | training iterations (same time budget) | mean PSNR no adaptation | "
+            "mean PSNR 8 steps | median s / image, 8 steps |", "|---|---:|---:|---:|---:|---:|"]
+    for name, (base, ttt) in (("ttt-mim", TTT_PAIRS[0]), (TTT_LARGE, TTT_PAIRS[2])):
+        cs = [c for c in case_order if cell(c, base) is not None and cell(c, ttt) is not None]
+        try:
+            e = manifest(name)
+        except Exception:
+            continue
+        if not cs:
+            continue
+        med = float(np.median([r["seconds"] for r in rows if r["method"] == ttt]))
+        size.append(f"| `{name}` {tuple(e['architecture']['widths'])} | {e['architecture']['parameters']:,} | "
+                    f"{e['iterations']} in {e['max_seconds']:.0f} s | {np.mean([cell(c, base) for c in cs]):.2f} | "
+                    f"{np.mean([cell(c, ttt) for c in cs]):.2f} | {med:.2f} |")
+    if len(size) > 3:
+        out += ["**Network size** (both trained by the same command, one CPU thread each, in parallel; "
+                f"means over the {len(cs)} cases):", "", *size, ""]
     return "\n".join(out)
 
 
