@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="ttt-mim")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-results", action="store_true")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra method option, e.g. -o consistency=0")
     args = p.parse_args(argv)
 
     import torch
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
     files = sorted(DATA.glob("*.png"))
     val = [f for i, f in enumerate(files) if i % VAL_EVERY_NTH == VAL_EVERY_NTH - 1][: args.images]
     lrs = [float(v) for v in args.lrs.split(",")]
+    extra = {k: (v.lower() == "true" if v.lower() in ("true", "false") else float(v))
+             for k, v in (o.split("=", 1) for o in args.option)}
     t0 = time.perf_counter()
     gains = {lr: np.zeros((len(NOISES), args.steps)) for lr in lrs}
     for k, (noise, f) in enumerate(NOISES.items()):
@@ -74,11 +78,14 @@ def main(argv=None) -> int:
             score = lambda out: psnr(clean, np.clip(out, 0, 1), data_range=1)  # noqa: E731
             for lr in lrs:
                 m = get_method("ttt-mim")(preset="fast", mode="per-tile", device=torch.device("cpu"),
-                                          weights=args.weights, steps=args.steps, lr=lr)
-                base = score(_forward(m, noisy))
-                x, _ = m._tensor(noisy)
+                                          weights=args.weights, steps=args.steps, lr=lr, **extra)
+                # the method's own noise-level normalisation, then its test-time training steps
+                s = m._estimate_scale(noisy) if m.options["normalise_noise"] else 1.0
+                xs = m._scaled(noisy, s)
+                base = score(_forward(m, xs, s))
+                x, _ = m._tensor(xs)
                 for t, _ in m._train(x, Coords([0])):
-                    gains[lr][k, t - 1] += (score(_forward(m, noisy)) - base) / len(val)
+                    gains[lr][k, t - 1] += (score(_forward(m, xs, s)) - base) / len(val)
         print(f"{noise}: " + ", ".join(f"lr {lr:g}: {gains[lr][k, 7]:+.2f} dB at 8 steps, "
                                        f"{gains[lr][k, -1]:+.2f} at {args.steps}" for lr in lrs), flush=True)
     seconds = time.perf_counter() - t0
@@ -110,13 +117,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def _forward(m, noisy):
+def _forward(m, scaled, s):
     import torch
 
-    x, (h, w) = m._tensor(noisy)
+    x, (h, w) = m._tensor(scaled)
     m.net.eval()
     with torch.inference_mode():
-        return m.net.denoise(x)[0, 0, :h, :w].numpy()
+        return (m.net.denoise(x)[0, 0, :h, :w].numpy() - 0.5) / s + 0.5
 
 
 if __name__ == "__main__":

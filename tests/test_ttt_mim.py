@@ -87,20 +87,28 @@ def test_pretrained_network_denoises_its_training_noise(camera_noisy, psnr):
     noisy = clean + np.random.default_rng(2).normal(0, 0.005 ** 0.5, clean.shape).astype(np.float32)
     out = _method(preset="no-adapt").process(noisy[None], Coords([0]))[0]
     assert out.shape == noisy.shape and out.dtype == np.float32
-    assert psnr(clean, out) > psnr(clean, noisy) + 6.0
+    assert psnr(clean, out) > psnr(clean, noisy) + 4.0
 
 
 def test_test_time_training_improves_on_shifted_noise(camera_noisy, psnr):
     clean, _ = camera_noisy
-    rng = np.random.default_rng(3)
-    noisy = (rng.poisson(clean * 10.0) / 10.0).astype(np.float32)  # Poisson, far from the training noise
-    base = _method(preset="no-adapt").process(noisy[None], Coords([0]))[0]
+    noisy = clean + np.random.default_rng(3).normal(0, 50 / 255, clean.shape).astype(np.float32)  # sigma 50, not 18
+    base = psnr(clean, _method(preset="no-adapt").process(noisy[None], Coords([0]))[0])
+    fast = psnr(clean, _method(preset="fast").process(noisy[None], Coords([0]))[0])
     m = _method(preset="quality")
     adapted = m.process(noisy[None], Coords([0]))[0]
-    assert psnr(clean, adapted) > psnr(clean, base) + 0.3
+    assert fast > base + 0.2 and psnr(clean, adapted) > fast + 0.2
     # per-tile mode resets to the pretrained weights before every tile
     again = m.process(noisy[None], Coords([0]))[0]
     np.testing.assert_allclose(again, adapted, atol=1e-5)
+
+
+def test_noise_normalisation_rescales_around_mid_grey(camera_noisy):
+    _, noisy = camera_noisy
+    m = _method(preset="no-adapt", normalise_noise=True)
+    out = m.process(noisy[None], Coords([0]))[0]
+    assert m.scale != 1.0 and np.isfinite(out).all()
+    assert abs(float(out.mean()) - float(noisy.mean())) < 0.02
 
 
 def test_once_mode_adapts_on_the_sample_then_runs_the_fixed_network(camera_noisy):
@@ -163,3 +171,22 @@ def test_cli_runs_ttt_mim_on_a_zarr_volume(tmp_path, capsys):
     assert float(np.std(g["denoised"][:])) < float(np.std(vol))
     assert main(["methods"]) == 0
     assert "ttt-mim" in capsys.readouterr().out
+
+
+def test_plain_adam_matches_torch_adam():
+    from napari_masked_denoise.methods._optim import Adam
+
+    torch.manual_seed(0)
+    a = torch.nn.Linear(5, 3)
+    b = torch.nn.Linear(5, 3)
+    b.load_state_dict(a.state_dict())
+    ours, ref = Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    x = torch.randn(16, 5)
+    for _ in range(10):
+        for net, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            (net(x) ** 2).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(a.weight, torch.nn.Linear(5, 3).weight)

@@ -279,6 +279,7 @@ def train_ttt_mim(cfg: TrainConfig, *, progress=print) -> dict:
         "mask_ratio": list(cfg.mask_ratio),
         "patch": cfg.patch,
         "noise": f"Gaussian, variance {cfg.noise_var} (images in [0, 1])",
+        "noise_var": cfg.noise_var,
         "optimiser": f"AdamW lr {cfg.lr} weight decay {cfg.weight_decay}, "
                      f"{'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}, "
                      "0.5 L1(recon, noisy) on masked pixels + 0.5 L1(predicted noise, noise)",
