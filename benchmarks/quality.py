@@ -170,14 +170,14 @@ def methods() -> dict:
         "TTT-MIM fast": (ttt("fast"), None),
         "TTT-MIM quality": (ttt("quality"), None),
         "TTT-MIM safe": (ttt("safe"), None),
-        **{f"TTT-MIM {p}, {TTT_LARGE}": (ttt(p, weights=TTT_LARGE), "first") for p in ("no-adapt", "fast")},
+        **{f"TTT-MIM {p}, {v}": (ttt(p, weights=v), "first") for v in TTT_VARIANTS for p in ("no-adapt", "fast")},
     }
 
 
-TTT_LARGE = "ttt-mim-large"
+TTT_VARIANTS = ("ttt-mim-large", "ttt-mim-small")
 TTT_PAIRS = (("TTT-MIM no adaptation", "TTT-MIM fast"), ("TTT-MIM no adaptation", "TTT-MIM quality"),
              ("TTT-MIM no adaptation", "TTT-MIM safe"),
-             (f"TTT-MIM no-adapt, {TTT_LARGE}", f"TTT-MIM fast, {TTT_LARGE}"))
+             *((f"TTT-MIM no-adapt, {v}", f"TTT-MIM fast, {v}") for v in TTT_VARIANTS))
 
 
 def _matches(name: str, patterns: str | None) -> bool:
@@ -241,7 +241,7 @@ def report(args) -> None:
         by.setdefault((r["case"], r["method"]), []).append(r)
     # the ablation ran on one image per case: it has its own table below
     present = [m for m in order if any(k[1] == m for k in by) and m != "zero-shot fast, random init"
-               and TTT_LARGE not in m]
+               and not any(v in m for v in TTT_VARIANTS)]
 
     def cell(case, m, key="psnr"):
         rs = by.get((case, m))
@@ -364,11 +364,11 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
     # the size trade-off: the two shipped networks, same training time
     from napari_masked_denoise.weights import manifest
 
-    size = ["| network | parameters | training iterations (same time budget) | mean PSNR no adaptation | "
+    size = ["| network | parameters | training (one CPU thread) | mean PSNR no adaptation | "
             "mean PSNR 8 steps | median s / image, 8 steps |", "|---|---:|---:|---:|---:|---:|"]
     pairs = {(r["case"], r["image"]) for r in rows if r["method"] == TTT_PAIRS[3][1]}
     cs = sorted({c for c, _ in pairs})
-    for name, (base, ttt) in (("ttt-mim", TTT_PAIRS[0]), (TTT_LARGE, TTT_PAIRS[3])):
+    for name, (base, ttt) in (("ttt-mim", TTT_PAIRS[0]), *zip(TTT_VARIANTS, TTT_PAIRS[3:])):
         sel = {m: [r for r in rows if r["method"] == m and (r["case"], r["image"]) in pairs] for m in (base, ttt)}
         if not sel[base] or not sel[ttt]:
             continue
@@ -378,7 +378,7 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
                     f"{np.mean([r['psnr'] for r in sel[ttt]]):.2f} | "
                     f"{np.median([r['seconds'] for r in sel[ttt]]):.2f} |")
     if len(size) > 3:
-        out += ["**Network size** (both trained by the same command, one CPU thread each, in parallel; "
+        out += ["**Network size** (trained by the same command on one CPU thread each, the budget in the table; "
                 f"means over the same {len(pairs)} images, the first of each of the {len(cs)} cases):", "", *size, ""]
     return "\n".join(out)
 

@@ -154,6 +154,41 @@ def _read(image, idx) -> np.ndarray:
     return np.asarray(block)
 
 
+class _PlaneReader:
+    """Reads ``(N, H, W)`` tile blocks, decompressing each input chunk once.
+
+    A zarr input chunked along the plane axis in chunks of more planes than a block
+    would otherwise be decoded once per block: eight times for chunks of 8 slices read
+    slice by slice. This reader loads the chunk-aligned range of planes of a tile once
+    and serves the blocks inside it. The cache holds one range per tile and is used only
+    while that stays under ``budget`` bytes.
+    """
+
+    def __init__(self, image, layout: _Layout, tiles, batch: int, budget: int = 512 * 2**20):
+        self.image, self.layout, self.tiles = image, layout, tiles
+        chunks = getattr(image, "chunks", None)
+        self.zc = 1
+        if layout.stack is not None and chunks is not None and isinstance(chunks[layout.stack], int | np.integer):
+            zc = int(chunks[layout.stack])
+            area = sum((t.y.read[1] - t.y.read[0]) * (t.x.read[1] - t.x.read[0]) for t in tiles)
+            if zc > batch and zc * area * 4 <= budget:
+                self.zc = zc
+        self.cache: dict[int, tuple] = {}
+
+    def read(self, prefix, planes: slice, ti: int) -> np.ndarray:
+        t, lay = self.tiles[ti], self.layout
+        if self.zc == 1:
+            return lay.to_planes(_read(self.image, lay.index(prefix, planes, *t.read)))
+        hit = self.cache.get(ti)
+        if hit is None or hit[0] != prefix or not (hit[1] <= planes.start and planes.stop <= hit[2]):
+            n = lay.shape[lay.stack]
+            z0 = planes.start // self.zc * self.zc
+            z1 = min(n, -(-planes.stop // self.zc) * self.zc)
+            block = lay.to_planes(_read(self.image, lay.index(prefix, slice(z0, z1), *t.read)))
+            hit = self.cache[ti] = (prefix, z0, z1, block)
+        return hit[3][planes.start - hit[1]:planes.stop - hit[1]]
+
+
 def _norm_stats(image, layout: _Layout) -> tuple[float, float]:
     """Robust intensity range (0.1 and 99.9 percentiles) from a strided subsample.
 
@@ -381,6 +416,7 @@ def denoise_iter(
     done_arr, sig_arr = group["tiles_done"], group["tile_sigma"]
     done = np.asarray(done_arr[:], dtype=bool)
     den, nmap = group["denoised"], group["noise_map"]
+    reader = _PlaneReader(image, layout, tiles, batch)
     n_done = int(done.sum())
     with torch.inference_mode(mode == "once"):
         for j, (bi, ti) in enumerate(jobs):
@@ -388,7 +424,7 @@ def denoise_iter(
                 continue
             prefix, planes = blocks[bi]
             t = tiles[ti]
-            raw = layout.to_planes(_read(image, layout.index(prefix, planes, *t.read)))
+            raw = reader.read(prefix, planes, ti)
             check_finite(raw, f"planes {planes.start}-{planes.stop - 1}, y {t.y.read}, x {t.x.read}")
             x = ((raw.astype(np.float32) - lo) / span).astype(np.float32)
             coords = Coords(layout.plane_ids(prefix, planes), t.y.read[0], t.x.read[0])
@@ -402,7 +438,7 @@ def denoise_iter(
             std_c = std[:, cy, cx] * w
             den[out_idx] = den[out_idx] + layout.from_planes(den_c)
             nmap[out_idx] = nmap[out_idx] + layout.from_planes(std_c)
-            sig_arr[j] = robust_sigma(resid[:, cy, cx])
+            sig_arr[j] = robust_sigma(resid[:, cy, cx][:, ::2, ::2])  # a quarter of the pixels is plenty
             done_arr[j] = 1
             n_done += 1
             yield Progress("tiles", n_done, len(jobs), time.perf_counter() - t0)

@@ -64,6 +64,8 @@ class UNet(nn.Module):
             skips.append(h)
             h = enc(down(h))
         for i in reversed(range(len(self.ups))):
-            h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
-            h = self.dec[i](self.ups[i](h) + skips[i])
+            # the 1x1 convolution commutes with nearest up-sampling: apply it at the coarse
+            # scale, on 4x fewer pixels, and up-sample fewer channels
+            h = nn.functional.interpolate(self.ups[i](h), scale_factor=2, mode="nearest")
+            h = self.dec[i](h + skips[i])
         return h
