@@ -190,3 +190,13 @@ def test_plain_adam_matches_torch_adam():
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(a.weight, torch.nn.Linear(5, 3).weight)
+
+
+def test_haar_sigma_estimates_white_noise_on_an_image(camera_noisy):
+    from napari_masked_denoise.noise import haar_sigma
+
+    clean, _ = camera_noisy
+    for sigma in (0.03, 0.1, 0.3):
+        noisy = clean + np.random.default_rng(5).normal(0, sigma, clean.shape)
+        assert abs(haar_sigma(noisy) / sigma - 1) < 0.2  # texture inflates it most at low noise
+    assert np.isnan(haar_sigma(np.zeros((1, 5))))

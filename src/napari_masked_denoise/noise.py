@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["local_noise_std", "robust_sigma", "WINDOW"]
+__all__ = ["local_noise_std", "robust_sigma", "haar_sigma", "WINDOW"]
 
 WINDOW = 7
 _MAD = 1.4826  # MAD to standard deviation for Gaussian noise
@@ -49,3 +49,18 @@ def robust_sigma(residual: np.ndarray) -> float:
     """Global noise sigma of a residual: ``1.4826 * MAD``."""
     r = np.asarray(residual, dtype=np.float64).ravel()
     return float(_MAD * np.median(np.abs(r - np.median(r))))
+
+
+def haar_sigma(plane: np.ndarray) -> float:
+    """Noise sigma of a 2-D plane from its finest diagonal Haar coefficients.
+
+    ``(a - b - c + d) / 2`` over 2x2 blocks cancels smooth signal and keeps white noise
+    at its standard deviation; ``median(|.|) / 0.6745`` (Donoho's MAD) ignores the edges.
+    """
+    p = np.asarray(plane, dtype=np.float32)
+    h, w = p.shape[0] // 2 * 2, p.shape[1] // 2 * 2
+    if h == 0 or w == 0:
+        return float("nan")
+    p = p[:h, :w]
+    d = (p[0::2, 0::2] - p[0::2, 1::2] - p[1::2, 0::2] + p[1::2, 1::2]) / 2
+    return float(np.median(np.abs(d)) / 0.6745)

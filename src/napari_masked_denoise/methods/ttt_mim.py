@@ -160,9 +160,9 @@ class TTTMIM(Method):
     # -- noise-level normalisation ------------------------------------------------
     def _estimate_scale(self, planes: np.ndarray) -> float:
         """Gain that brings the noise of ``planes`` to the training noise level."""
-        from skimage.restoration import estimate_sigma
+        from ..noise import haar_sigma
 
-        sig = float(np.median([estimate_sigma(p) for p in planes]))
+        sig = float(np.median([haar_sigma(p) for p in planes]))
         if not np.isfinite(sig) or sig <= 1e-6:
             return 1.0
         return float(np.clip(self.train_sigma / sig, 1 / 8, 8))
