@@ -78,6 +78,8 @@ def test_shipped_weights_and_presets():
         assert entry[key], key
     assert not any("Set12" in d or "BSD68" in d for d in entry["data"])
     assert _method(preset="no-adapt").options["steps"] == 0
+    assert _method(preset="volume").widths == (8, 16, 32) and _method().widths == (16, 32, 64)
+    assert _method(preset="safe").options["consistency"] == 0
     with pytest.raises(DenoiseError, match="zero-shot"):
         _method(weights="zero-shot-synthetic")
 

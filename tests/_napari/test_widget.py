@@ -223,7 +223,7 @@ def test_ttt_mim_runs_and_previews_from_the_widget(viewer_widget, qtbot):
     viewer.add_image(_image((3, 64, 64)), name="vol")
     widget.set_layer("vol")
     widget.method_combo.value = "ttt-mim"
-    assert list(widget.preset_combo.choices) == ["fast", "quality", "safe", "no-adapt"]
+    assert list(widget.preset_combo.choices) == ["fast", "quality", "safe", "volume", "no-adapt"]
     widget.options = {"steps": 2}
     widget.run()
     _wait_idle(qtbot, widget)

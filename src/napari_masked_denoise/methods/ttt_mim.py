@@ -64,6 +64,8 @@ class TTTMIM(Method):
         "safe": Preset("8 steps through the reconstruction loss only: smaller gains, rarely loses "
                        "where the noise is weaker than the training noise", {"steps": 8, "consistency": 0.0,
                                                                               "weights": "ttt-mim"}),
+        "volume": Preset("8 steps with the 0.04 M-parameter network: about 1.4x the throughput of `fast` "
+                         "on large volumes on a CPU, about 1.5 dB lower", {"steps": 8, "weights": "ttt-mim-small"}),
         "no-adapt": Preset("the pretrained network as it is, no adaptation (Gaussian noise only)",
                            {"steps": 0, "weights": "ttt-mim"}),
     }
