@@ -124,37 +124,13 @@ def cases():
 
 # ---------------------------------------------------------------------- the methods
 def methods() -> dict:
-    from skimage.restoration import (
-        calibrate_denoiser, denoise_nl_means, denoise_tv_chambolle, denoise_wavelet, estimate_sigma,
-    )
+    from skimage.restoration import denoise_wavelet
 
-    def bm3d_blind(y):
-        import bm3d
-
-        return bm3d.bm3d(y, sigma_psd=estimate_sigma(y))
-
-    def nlm(y):
-        s = estimate_sigma(y)
-        return denoise_nl_means(y, h=0.8 * s, sigma=s, patch_size=5, patch_distance=6, fast_mode=True)
-
-    def tv_cal(y):
-        f = calibrate_denoiser(y, denoise_tv_chambolle,
-                               denoise_parameters={"weight": list(np.geomspace(0.01, 1.0, 12))})
-        return f(y)
-
-    def ours(preset, **options):
+    def ours(method, preset, **options):
         def run(y):
             from napari_masked_denoise import denoise
 
-            return denoise(y, method="zero-shot", preset=preset, axes="YX", device="cpu",
-                           mode="per-tile", seed=0, **options).denoised
-        return run
-
-    def ttt(preset, **options):
-        def run(y):
-            from napari_masked_denoise import denoise
-
-            return denoise(y, method="ttt-mim", preset=preset, axes="YX", device="cpu",
+            return denoise(y, method=method, preset=preset, axes="YX", device="cpu",
                            mode="per-tile", seed=0, **options).denoised
         return run
 
@@ -162,15 +138,14 @@ def methods() -> dict:
         "noisy input": (lambda y: y, None),
         **{name: (f, None) for name, f in classical_peers().items()},
         "wavelet (BayesShrink)": (lambda y: denoise_wavelet(y, rescale_sigma=True), None),
-        "zero-shot fast": (ours("fast"), None),
-        "zero-shot fast, random init": (ours("fast", weights="none"), "first"),
-        "zero-shot real-fast": (ours("real-fast"), REAL_CASES),
-        "zero-shot quality": (ours("quality"), ("set12-g25", "fmd-real")),
-        "TTT-MIM no adaptation": (ttt("no-adapt"), None),
-        "TTT-MIM fast": (ttt("fast"), None),
-        "TTT-MIM quality": (ttt("quality"), None),
-        "TTT-MIM safe": (ttt("safe"), None),
-        **{f"TTT-MIM {p}, {v}": (ttt(p, weights=v), "first") for v in TTT_VARIANTS for p in ("no-adapt", "fast")},
+        "zero-shot fast": (ours("zero-shot", "fast"), None),
+        "zero-shot fast, random init": (ours("zero-shot", "fast", weights="none"), "first"),
+        "zero-shot real-fast": (ours("zero-shot", "real-fast"), REAL_CASES),
+        "zero-shot quality": (ours("zero-shot", "quality"), ("set12-g25", "fmd-real")),
+        "TTT-MIM no adaptation": (ours("ttt-mim", "no-adapt"), None),
+        **{f"TTT-MIM {p}": (ours("ttt-mim", p), None) for p in ("fast", "quality", "safe")},
+        **{f"TTT-MIM {p}, {v}": (ours("ttt-mim", p, weights=v), "first")
+           for v in TTT_VARIANTS for p in ("no-adapt", "fast")},
     }
 
 
@@ -347,7 +322,7 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
             a, b = on(base), on(ttt)
             if a is None or b is None:
                 continue
-            vals = {m: on(m) for m in others if on(m) is not None}
+            vals = {m: v for m in others if (v := on(m)) is not None}
             best_m = max(vals, key=vals.get)
             gap = ""
             if vals[best_m] > a + 1e-6:

@@ -29,6 +29,14 @@ def _f32(x) -> np.ndarray:
     return np.array(x, dtype=np.float32, copy=True)
 
 
+def _blurred(n: np.ndarray, width: float, std: float) -> np.ndarray:
+    """Noise ``n`` filtered by a Gaussian of ``width`` pixels in Y and X, rescaled to ``std``."""
+    from scipy.ndimage import gaussian_filter
+
+    n = gaussian_filter(n, [0.0] * (n.ndim - 2) + [width, width], mode="wrap")
+    return n * (std / max(float(n.std()), 1e-12))
+
+
 def gaussian(x, rng: np.random.Generator, sigma: float | None = None) -> np.ndarray:
     """Additive white Gaussian noise; ``sigma`` drawn from [5, 50] / 255."""
     s = rng.uniform(5, 50) / 255 if sigma is None else float(sigma)
@@ -87,16 +95,10 @@ def correlated(x, rng: np.random.Generator, sigma: float | None = None,
     """Spatially correlated Gaussian noise of standard deviation ``sigma`` (drawn from
     [5, 50] / 255): white noise filtered by a Gaussian of ``width`` pixels (drawn from
     [0.5, 1.5]) in Y and X, rescaled to ``sigma``."""
-    from scipy.ndimage import gaussian_filter
-
     s = rng.uniform(5, 50) / 255 if sigma is None else float(sigma)
     w = rng.uniform(0.5, 1.5) if width is None else float(width)
     y = _f32(x)
-    n = rng.normal(0, 1, y.shape)
-    spatial = [0.0] * (y.ndim - 2) + [w, w]
-    n = gaussian_filter(n, spatial, mode="wrap")
-    n *= s / max(float(n.std()), 1e-12)
-    return (y + n).astype(np.float32)
+    return (y + _blurred(rng.normal(0, 1, y.shape), w, s)).astype(np.float32)
 
 
 def row_column(x, rng: np.random.Generator, sigma: float | None = None) -> np.ndarray:
@@ -117,15 +119,9 @@ def realistic(x, rng: np.random.Generator) -> np.ndarray:
     clean = _f32(x)
     y = poisson_gaussian(clean, rng)
     if rng.random() < 0.5:
-        # correlate the noise, not the signal: blur the residual and rescale it
-        from scipy.ndimage import gaussian_filter
-
+        # correlate the noise, not the signal: blur the residual, keep its level
         n = y - clean
-        std = float(n.std())
-        w = rng.uniform(0.5, 1.5)
-        n = gaussian_filter(n, [0.0] * (n.ndim - 2) + [w, w], mode="wrap")
-        n *= std / max(float(n.std()), 1e-12)
-        y = clean + n
+        y = clean + _blurred(n, rng.uniform(0.5, 1.5), float(n.std()))
     if rng.random() < 0.5:
         y = row_column(y, rng)
     return y.astype(np.float32)

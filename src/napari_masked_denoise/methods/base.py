@@ -83,6 +83,63 @@ class Method:
         """Denoise a block ``(N, H, W)``; return the same shape, float32."""
         raise NotImplementedError
 
+    # -- the network: shipped or own weights, or random initialisation -----------------
+    def _build_net(self, make_net, user_options: dict):
+        """Build ``make_net(widths)`` from the ``weights`` and ``widths`` options.
+
+        Sets :attr:`widths`, :attr:`weights_info` (the manifest entry, ``{}`` without
+        weights), :attr:`net` (on the device, channels-last) and ``_init_state`` (what
+        per-tile adaptation resets to). The widths come from the weights' manifest; a
+        ``widths`` option the user gave that disagrees, weights trained for another
+        method, or a state dict that does not fit, is a one-line error.
+        """
+        import copy
+
+        import torch
+
+        from .._axes import DenoiseError
+
+        o = self.options
+        self.widths = tuple(int(w) for w in o["widths"])
+        torch.manual_seed(self.seed)
+        state, self.weights_info = None, {}
+        if o["weights"] and str(o["weights"]) != "none":
+            from ..weights import load_state
+
+            state, self.weights_info = load_state(str(o["weights"]))
+            trained_for = self.weights_info.get("method", self.name)
+            if trained_for != self.name:
+                raise DenoiseError(f"weights {o['weights']!r} were trained for {trained_for!r}, not {self.name}")
+            widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
+            if "widths" in user_options and tuple(int(w) for w in user_options["widths"]) != widths:
+                raise DenoiseError(
+                    f"widths {tuple(user_options['widths'])} do not match the weights {o['weights']!r} "
+                    f"{widths}; pass weights=none to start from random initialisation"
+                )
+            self.widths = widths
+        net = make_net(self.widths)
+        if state is not None:
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
+        self.net = net.to(self.device).to(memory_format=torch.channels_last)
+        self._init_state = copy.deepcopy(self.net.state_dict())
+        return self.net
+
+    def _padded(self, block: np.ndarray):
+        """``(N, H, W)`` numpy -> ``(N, 1, H', W')`` tensor on the device, replicate-padded
+        at the bottom and right to multiples of :attr:`align`; also returns ``(H, W)``."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)[:, None]
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.align, (-w) % self.align
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, (h, w)
+
     # -- adapted state, saved in the output store so a resumed run continues exactly --
     def state_bytes(self) -> bytes:
         return b""

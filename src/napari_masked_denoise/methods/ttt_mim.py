@@ -25,13 +25,11 @@ never on test images.
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..masks import Coords, patch_mask
 from ..nets.mim import MIMNet
@@ -93,32 +91,7 @@ class TTTMIM(Method):
             raise DenoiseError(f"patch must be at least 1, got {o['patch']}")
         if not float(o["lr"]) > 0:
             raise DenoiseError(f"lr must be positive, got {o['lr']}")
-        self.widths = tuple(int(w) for w in o["widths"])
-        torch.manual_seed(self.seed)
-        state = None
-        self.weights_info: dict = {}
-        if o["weights"] and str(o["weights"]) != "none":
-            from ..weights import load_state
-
-            state, self.weights_info = load_state(str(o["weights"]))
-            if self.weights_info.get("method", "ttt-mim") != "ttt-mim":
-                raise DenoiseError(
-                    f"weights {o['weights']!r} were trained for {self.weights_info['method']!r}, not ttt-mim"
-                )
-            widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
-            if "widths" in kwargs and tuple(int(w) for w in kwargs["widths"]) != widths:
-                raise DenoiseError(
-                    f"widths {tuple(kwargs['widths'])} do not match the weights {o['weights']!r} {widths}"
-                )
-            self.widths = widths
-        self.net = MIMNet(self.widths)
-        if state is not None:
-            try:
-                self.net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
-        self.net = self.net.to(self.device).to(memory_format=torch.channels_last)
-        self._init_state = copy.deepcopy(self.net.state_dict())
+        self._build_net(MIMNet, kwargs)
         self.align = self.net.align
         self.halo = _radius(self.widths)
         self.scale = 1.0
@@ -126,13 +99,8 @@ class TTTMIM(Method):
 
     # -- helpers ------------------------------------------------------------------
     def _tensor(self, block: np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)[:, None]
-        h, w = x.shape[-2:]
-        a = self.align
-        ph, pw = (-h) % a, (-w) % a
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x.contiguous(memory_format=torch.channels_last), (h, w)
+        x, hw = self._padded(block)
+        return x.contiguous(memory_format=torch.channels_last), hw
 
     def _train(self, x: torch.Tensor, coords: Coords) -> Iterator[tuple[int, int]]:
         """The test-time training steps on ``x``; one mask, reused every step."""

@@ -13,7 +13,6 @@ at least once, averaged at the dropped pixels.
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Iterator
 
@@ -86,43 +85,16 @@ class ZeroShotFilling(Method):
             raise DenoiseError(f"pixel_shuffle must be 1 or 2, got {o['pixel_shuffle']}")
         if int(o["iterations"]) < 1:
             raise DenoiseError(f"iterations must be at least 1, got {o['iterations']}")
-        self.widths = tuple(int(w) for w in o["widths"])
         self.pd = int(o["pixel_shuffle"])
-        torch.manual_seed(self.seed)
-        state = None
-        self.weights_info: dict = {}
-        if o["weights"] and str(o["weights"]) != "none":
-            from ..weights import load_state
-
-            state, self.weights_info = load_state(str(o["weights"]))
-            widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
-            if "widths" in kwargs and tuple(int(w) for w in kwargs["widths"]) != widths:
-                raise DenoiseError(
-                    f"widths {tuple(kwargs['widths'])} do not match the weights {o['weights']!r} "
-                    f"{widths}; pass weights=none to start from random initialisation"
-                )
-            self.widths = widths
-        self.net = UNet(2, 1, self.widths)
-        if state is not None:
-            try:
-                self.net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
-        self.net = self.net.to(self.device).to(memory_format=torch.channels_last)
-        self._init_state = copy.deepcopy(self.net.state_dict())
+        self._build_net(lambda widths: UNet(2, 1, widths), kwargs)
         self.align = self.net.align * self.pd
         self.halo = receptive_radius(self.widths) * self.pd
 
     # -- helpers ------------------------------------------------------------------
     def _to_net_space(self, block: np.ndarray, coords: Coords):
         """Pad to the alignment, apply pixel-shuffle; return tensor, coords, unpad info."""
-        x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
-        x = x[:, None]
-        n, _, h, w = x.shape
-        a = self.align
-        ph, pw = (-h) % a, (-w) % a
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x, (h, w) = self._padded(block)
+        n = x.shape[0]
         if self.pd > 1:
             s = self.pd
             x = F.pixel_unshuffle(x, s)  # (N, s*s, H/s, W/s)
