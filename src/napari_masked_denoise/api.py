@@ -27,6 +27,9 @@ class DenoiseResult:
     denoised, noise_map : numpy.ndarray
         float32, the input's shape. ``noise_map`` is the local robust standard
         deviation of the residual, in the input's intensity units.
+    extras : dict of str to numpy.ndarray
+        Extra per-pixel outputs some methods give on request, e.g. meta-TTA's
+        ``loss_mask`` (option ``mask_layer=True``): where its adaptation loss looked.
     sigma : float
         Global noise sigma estimate (median over tiles of the residual's robust std).
     axes : str
@@ -43,6 +46,7 @@ class DenoiseResult:
     mode: str
     seconds: float
     info: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
 
     @property
     def residual(self) -> np.ndarray:
@@ -67,7 +71,7 @@ def denoise(
     device=None,
     seed: int = 0,
     *,
-    tile: int = 256,
+    tile: int | None = None,
     mode: str | None = None,
     progress=None,
     **options,
@@ -108,6 +112,7 @@ def denoise(
         noise_map=np.asarray(res.noise_map[...]),
         sigma=res.sigma, axes=res.axes, axes_guessed=res.axes_guessed, method=res.method,
         preset=res.preset, mode=res.mode, seconds=res.seconds, info=res.info,
+        extras={k: np.asarray(v[...]) for k, v in res.extras.items()},
     )
 
 
@@ -120,7 +125,7 @@ def denoise_to_zarr(
     device=None,
     seed: int = 0,
     *,
-    tile: int = 256,
+    tile: int | None = None,
     mode: str | None = None,
     resume: bool = False,
     overwrite: bool = False,

@@ -68,6 +68,11 @@ class StoreResult:
         return self.group["noise_map"]
 
     @property
+    def extras(self) -> dict:
+        """Extra per-pixel outputs of the method (e.g. meta-TTA's ``loss_mask``), by name."""
+        return {name: self.group[name] for name in self.info.get("extras", ())}
+
+    @property
     def voxels(self) -> int:
         return int(np.prod(self.denoised.shape))
 
@@ -264,7 +269,7 @@ def denoise_iter(
     mode: str | None = None,
     device=None,
     seed: int = 0,
-    tile: int = 256,
+    tile: int | None = None,
     plane_batch: int | None = None,
     sample_tiles: int = 4,
     sample_size: int = 128,
@@ -294,9 +299,10 @@ def denoise_iter(
     seed : int
         Seed of the network initialisation and of every mask; equal seeds give equal
         results, also across cancel and resume.
-    tile : int
+    tile : int, optional
         Core tile size in Y and X; tiles are read with a halo of the network's
-        receptive field and blended where they overlap.
+        receptive field and blended where they overlap. Default: the method's
+        ``default_tile`` (256; larger for networks with a wide receptive field).
     plane_batch : int, optional
         Planes processed together; default keeps about 4 * 256^2 pixels per block.
     sample_tiles, sample_size : int
@@ -328,12 +334,13 @@ def denoise_iter(
         mode = "per-tile" if layout.n_planes == 1 else "once"
     if mode not in MODES:
         raise DenoiseError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if int(tile) < 32:
+    if tile is not None and int(tile) < 32:
         raise DenoiseError(f"tile must be at least 32 pixels, got {tile}")
     if scale is not None and len(scale) != len(axes):
         raise DenoiseError(f"scale has {len(scale)} values but the axes {axes!r} {len(axes)}")
     dev = select_device(device)
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
+    tile = int(tile if tile is not None else meth.default_tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)
 
     tiles = tile_grid(layout.yx, int(tile), meth.halo + WINDOW // 2, max(16, int(tile) // 8), meth.align)
@@ -343,6 +350,7 @@ def denoise_iter(
     blocks = list(layout.blocks(batch))
     jobs = list(itertools.product(range(len(blocks)), range(len(tiles))))
     lo, hi = _norm_stats(image, layout)
+    extras = tuple(getattr(meth, "extras", ()))
     fingerprint = {
         "version": __version__,
         "method": method,
@@ -374,7 +382,7 @@ def denoise_iter(
         chunks[axes.index("Y")], chunks[axes.index("X")] = core_hw
         if layout.stack is not None:
             chunks[layout.stack] = batch
-        for name in ("denoised", "noise_map"):
+        for name in ("denoised", "noise_map", *extras):
             arr = group.create_array(
                 name, shape=image.shape, chunks=tuple(chunks), dtype="float32", fill_value=0.0
             )
@@ -397,7 +405,8 @@ def denoise_iter(
     result = StoreResult(
         group=group, axes=axes, axes_guessed=guessed, method=method, preset=preset, mode=mode,
         sigma=float("nan"), seconds=0.0, complete=False, path=path,
-        info={"device": str(dev), "tiles": len(jobs), "plane_batch": batch, "halo": meta_halo(meth)},
+        info={"device": str(dev), "tiles": len(jobs), "plane_batch": batch, "halo": meta_halo(meth),
+              "extras": extras},
     )
     span = hi - lo
 
@@ -416,6 +425,7 @@ def denoise_iter(
     done_arr, sig_arr = group["tiles_done"], group["tile_sigma"]
     done = np.asarray(done_arr[:], dtype=bool)
     den, nmap = group["denoised"], group["noise_map"]
+    extra_arrs = {name: group[name] for name in extras}
     reader = _PlaneReader(image, layout, tiles, batch)
     n_done = int(done.sum())
     with torch.inference_mode(mode == "once"):
@@ -438,6 +448,8 @@ def denoise_iter(
             std_c = std[:, cy, cx] * w
             den[out_idx] = den[out_idx] + layout.from_planes(den_c)
             nmap[out_idx] = nmap[out_idx] + layout.from_planes(std_c)
+            for name, arr in extra_arrs.items():
+                arr[out_idx] = arr[out_idx] + layout.from_planes(meth.last_extras[name][:, cy, cx] * w)
             sig_arr[j] = robust_sigma(resid[:, cy, cx][:, ::2, ::2])  # a quarter of the pixels is plenty
             done_arr[j] = 1
             n_done += 1

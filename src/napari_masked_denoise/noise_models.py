@@ -113,11 +113,12 @@ def row_column(x, rng: np.random.Generator, sigma: float | None = None) -> np.nd
     return y
 
 
-def realistic(x, rng: np.random.Generator) -> np.ndarray:
+def realistic(x, rng: np.random.Generator, offset: float | None = None) -> np.ndarray:
     """Poisson-Gaussian noise, then with probability 1/2 each: spatial correlation of the
-    noise and row/column offsets."""
+    noise and row/column offsets. ``offset`` is the detector baseline (drawn from [0, 0.1]
+    when not given); a training target that should keep it is ``x + offset``."""
     clean = _f32(x)
-    y = poisson_gaussian(clean, rng)
+    y = poisson_gaussian(clean, rng, offset=offset)
     if rng.random() < 0.5:
         # correlate the noise, not the signal: blur the residual, keep its level
         n = y - clean

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainConfig", "train_zero_shot", "train_ttt_mim", "training_images", "SKIMAGE_IMAGES"]
+__all__ = ["TrainConfig", "train_zero_shot", "train_ttt_mim", "train_meta_tta", "training_images", "SKIMAGE_IMAGES"]
 
 # scikit-image's bundled images used as extra clean training data. ``camera`` (the
 # cameraman, also in Set12) and ``cell`` (the source of our sample data) are left out.
@@ -69,6 +69,16 @@ class TrainConfig:
     """TTT-MIM: variance of the Gaussian training noise (images in [0, 1])."""
     patch: int = 7
     """TTT-MIM: patch size of the masks."""
+    stage: int = 1
+    """meta-TTA: 1 (meta-auxiliary pre-training) or 2 (meta-transfer, MAML)."""
+    init: str | None = None
+    """meta-TTA stage 2: the stage-1 weights to start from."""
+    inner_steps: int = 5
+    """meta-TTA: K, the head-only inner steps (stage 2) and test-time steps."""
+    inner_weight: float = 10.0
+    """meta-TTA: weight of the auxiliary loss in the inner loop (lambda_in)."""
+    grad_weight: float = 0.01
+    """meta-TTA stage 1: weight of the two-direction image-gradient term of the mask."""
 
 
 def gray01(a: np.ndarray) -> np.ndarray:
@@ -286,6 +296,184 @@ def train_ttt_mim(cfg: TrainConfig, *, progress=print) -> dict:
     })
 
 
+def _noisy(x, rng, model) -> "torch.Tensor":
+    """Each crop of ``x`` (a tensor) with its own draw of a :mod:`noise_models` model."""
+    import torch
+
+    a = x.numpy()
+    y = np.stack([model(a[k], rng) for k in range(a.shape[0])])
+    return torch.from_numpy(y).contiguous(memory_format=torch.channels_last)
+
+
+def _gradient_match(m, y):
+    """The two-direction image-gradient loss: the mask's horizontal and vertical
+    differences against the noisy image's (mean absolute difference)."""
+    dx = (m.diff(dim=-1) - y.diff(dim=-1)).abs().mean()
+    dy = (m.diff(dim=-2) - y.diff(dim=-2)).abs().mean()
+    return dx + dy
+
+
+def _meta_aux_loss(net, cfg):
+    """Stage 1 (MAXL): the multi-task network learns ``L1(clean) + masked aux L1``; the
+    mask network learns, every iteration, through one virtual SGD step of the multi-task
+    network (second-order gradient): ``L1(f_{theta - lr grad}(y), clean) + grad_weight *
+    gradient-match(mask, y)``. Returns the batch-loss function for :func:`_fit`, whose
+    optimiser holds the multi-task parameters only."""
+    import torch
+
+    from . import noise_models
+    from .nets.meta import aux_loss
+
+    mask_params = list(net.mask.parameters())
+    mask_opt = torch.optim.Adam(mask_params, lr=cfg.lr)
+    names = [n for n, _ in net.named_parameters() if not n.startswith(("mask.", "inner_log_lr"))]
+
+    def batch_loss(net, x, rng, cfg):
+        y = _noisy(x, rng, noise_models.classic_mix)
+        params = dict(net.named_parameters())
+        theta = [params[n] for n in names]
+        clean, _, rec = net.heads(net.features(y), y)
+        m = net.mask(y)
+        l_pri = (clean - x).abs().mean()
+        grads = torch.autograd.grad(l_pri + aux_loss(rec, y, m), theta, create_graph=True)
+        # the mask network's meta step, through the virtual step of the multi-task network
+        fast = {n: p - cfg.lr * g for n, p, g in zip(names, theta, grads)}
+        virtual = torch.func.functional_call(net, fast, (y,))
+        meta = (virtual - x).abs().mean() + cfg.grad_weight * _gradient_match(m, y)
+        mask_opt.zero_grad(set_to_none=True)
+        meta.backward(inputs=mask_params)
+        mask_opt.step()
+        # the multi-task step: a surrogate whose value is the loss and whose gradient is
+        # the gradient already computed (no second backward pass)
+        value = (l_pri + aux_loss(rec, y, m)).detach()
+        g = [gi.detach() for gi in grads]
+        return value + sum((p * gi).sum() - (p.detach() * gi).sum() for p, gi in zip(theta, g))
+
+    return batch_loss
+
+
+def _maml_loss(net, x, rng, cfg):
+    """Stage 2 (MAML, head-only inner loop): per crop, K SGD steps of the heads on
+    ``inner_weight * masked aux L1`` (binarised mask, straight-through gradient) from the
+    current weights, body frozen in the inner loop; the outer loss is the adapted primary
+    output's L1 to the clean crop, and trains body, heads, mask network and step sizes."""
+    import torch
+
+    from . import noise_models
+    from .nets.meta import binarised, inner_steps
+
+    # the detector offset is part of the scene a microscope records (averaged ground
+    # truths keep it): the target is the clean crop plus the offset, not the crop alone
+    offsets = rng.uniform(0, 0.1, x.shape[0]).astype(np.float32)
+    it = iter(offsets)
+    y = _noisy(x, rng, lambda a, r: noise_models.realistic(a, r, offset=float(next(it))))
+    x = x + torch.from_numpy(offsets)[:, None, None, None]
+    feats = net.features(y)
+    m = binarised(net.mask(y))
+    total = 0.0
+    for j in range(x.shape[0]):
+        sl = slice(j, j + 1)
+        params = inner_steps(net, feats[sl], y[sl], m[sl], cfg.inner_steps, weight=cfg.inner_weight,
+                             create_graph=True)
+        clean, _, _ = net.heads(feats[sl], y[sl], params, aux=False)
+        total = total + (clean - x[sl]).abs().mean()
+    return cfg.inner_weight * total / x.shape[0]  # lambda_out = lambda_in, as the reference
+
+
+def _validate_meta(net, clean, noisy, steps: int, weight: float) -> dict:
+    """PSNR of the primary output on held-out noisy crops, before and after ``steps``
+    head-only adaptation steps (each crop adapted on its own)."""
+    import torch
+
+    from .nets.meta import inner_steps
+
+    net.eval()
+    x = torch.from_numpy(noisy)
+    with torch.no_grad():
+        feats = net.features(x)
+        m = (net.mask(x) > 0.5).float()
+        before = net.heads(feats, x, aux=False)[0].numpy()
+    after = np.empty_like(before)
+    if steps:
+        for j in range(x.shape[0]):
+            sl = slice(j, j + 1)
+            with torch.enable_grad():
+                params = inner_steps(net, feats[sl], x[sl], m[sl], steps, weight=weight)
+            with torch.no_grad():
+                after[sl] = net.heads(feats[sl], x[sl], params, aux=False)[0].numpy()
+    net.train()
+    out = {"val_psnr_noisy": round(_psnr(noisy, clean), 3), "val_psnr": round(_psnr(before, clean), 3),
+           "val_mask_mean": round(float(m.mean()), 3)}
+    if steps:
+        out["val_psnr_adapted"] = round(_psnr(after, clean), 3)
+    return out
+
+
+def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
+    """Meta-TTA training, one stage per call (``cfg.stage``); stage 2 starts from
+    ``cfg.init`` (the stage-1 weights). See :func:`_meta_aux_loss` and :func:`_maml_loss`.
+
+    Validation: held-out crops with the stage's own noise model (classic mix, or
+    realistic microscope/CT noise), PSNR before and (stage 2) after K head-only steps.
+    """
+    import torch
+
+    from . import noise_models
+    from .nets.meta import MetaNet
+
+    _setup(cfg)
+    train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
+    vclean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
+    model = noise_models.classic_mix if cfg.stage == 1 else noise_models.realistic
+    vrng = np.random.default_rng(cfg.seed + 4242)
+    if cfg.stage == 2:  # the target keeps the detector offset (see _maml_loss)
+        off = vrng.uniform(0, 0.1, len(vclean)).astype(np.float32)
+        vnoisy = np.stack([model(c, vrng, offset=float(o)) for c, o in zip(vclean, off)]).astype(np.float32)
+        vclean = vclean + off[:, None, None, None]
+    else:
+        vnoisy = np.stack([model(c, vrng) for c in vclean]).astype(np.float32)
+    net = MetaNet(cfg.widths).to(memory_format=torch.channels_last)
+    init_info = None
+    if cfg.init:
+        from .weights import load_state
+
+        state, init_info = load_state(cfg.init)
+        net.load_state_dict(state)
+    if cfg.stage == 1:
+        body_heads = [p for n, p in net.named_parameters() if not n.startswith(("mask.", "inner_log_lr"))]
+        opt = torch.optim.Adam(body_heads, lr=cfg.lr)
+        batch_loss, steps = _meta_aux_loss(net, cfg), 0
+    elif cfg.stage == 2:
+        rest = [p for n, p in net.named_parameters() if n != "inner_log_lr"]
+        # the step sizes are log-scale: they need a larger step than the weights
+        opt = torch.optim.Adam([{"params": rest}, {"params": [net.inner_log_lr], "lr": 1e-2}], lr=cfg.lr)
+        batch_loss, steps = _maml_loss, cfg.inner_steps
+    else:
+        raise ValueError(f"stage must be 1 or 2, got {cfg.stage}")
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    def validate(net, recent):
+        return {"train_loss": round(float(np.mean(recent)), 5),
+                **_validate_meta(net, vclean, vnoisy, steps, cfg.inner_weight),
+                "inner_lr_median": float(net.inner_lrs().detach().median())}
+
+    history, seconds = _fit(cfg, net, opt, train, batch_loss, validate, progress, base_lrs=base_lrs)
+    return _save(cfg, net, history, seconds, sources, {
+        "method": "meta-tta",
+        "stage": cfg.stage,
+        "init": None if not init_info else {"file": init_info.get("file"), "sha256": init_info.get("sha256")},
+        "architecture": {"class": "MetaNet", "widths": list(cfg.widths),
+                         "parameters": sum(p.numel() for p in net.parameters())},
+        "inner_steps": cfg.inner_steps,
+        "inner_weight": cfg.inner_weight,
+        "noise": "classic mix (Gaussian, speckle, salt-and-pepper)" if cfg.stage == 1
+                 else "realistic (Poisson-Gaussian with gain, offset and read noise; correlated; row/column)",
+        "optimiser": f"Adam lr {cfg.lr}, {'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}"
+                     + ("; mask network Adam through one virtual SGD step, gradient-match weight "
+                        f"{cfg.grad_weight}" if cfg.stage == 1 else "; step sizes Adam lr 1e-2 (log scale)"),
+    })
+
+
 def _setup(cfg: TrainConfig) -> None:
     import torch
 
@@ -294,7 +482,7 @@ def _setup(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
 
 
-def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
+def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, base_lrs=None):
     """The training loop shared by every trainer: cosine schedule on the nearer of the
     iteration and time budgets, gradient clipping, validation rows to ``progress`` and
     the log, a partial checkpoint at every validation. Returns ``(history, seconds)``."""
@@ -308,10 +496,10 @@ def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
         progress_ = it / cfg.iterations
         if cfg.max_seconds:
             progress_ = max(progress_, train_time / cfg.max_seconds)
-        lr = cfg.lr if cfg.constant_lr else cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        return lr
+        factor = 1.0 if cfg.constant_lr else 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
+        for g, base in zip(opt.param_groups, base_lrs or [cfg.lr] * len(opt.param_groups)):
+            g["lr"] = base * factor
+        return cfg.lr * factor
 
     log = open(cfg.log, "a") if cfg.log else None
     out = Path(cfg.output)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils import progress
@@ -117,6 +117,7 @@ class DenoiseWidget(QWidget):
         self._stage: str | None = None
         self._cancelled = False
         self._returned = False
+        self._mask_supported = False
 
         self.layer_combo = ComboBox(label="image", choices=[])
         self.method_combo = ComboBox(label="method", choices=method_names())
@@ -124,6 +125,8 @@ class DenoiseWidget(QWidget):
         self.device_combo = ComboBox(label="device", choices=list(DEVICES), value="auto")
         self.tile_spin = SpinBox(label="tile size", value=256, min=32, max=8192, step=32)
         self.seed_spin = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.mask_check = CheckBox(text="add the loss mask as a layer", value=False,
+                                   tooltip="meta-TTA: where the adaptation loss looked (white)")
         self.preview_button = PushButton(text="Preview slice")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -131,7 +134,7 @@ class DenoiseWidget(QWidget):
         self._container = Container(
             widgets=[
                 self.layer_combo, self.method_combo, self.preset_combo, self.device_combo,
-                self.tile_spin, self.seed_spin, self.preview_button, self.run_button,
+                self.tile_spin, self.seed_spin, self.mask_check, self.preview_button, self.run_button,
                 self.cancel_button, self.status,
             ]
         )
@@ -172,9 +175,13 @@ class DenoiseWidget(QWidget):
             pass
 
     def _refresh_presets(self, event=None) -> None:
-        """List the presets of the selected method."""
+        """List the presets of the selected method; its tile size; its extra outputs."""
         name = self.method_combo.value
         described = get_method(name).presets if name else {}
+        if name:
+            self.tile_spin.value = get_method(name).default_tile
+            self._mask_supported = "mask_layer" in get_method(name).defaults
+            self.mask_check.visible = self._mask_supported
         presets = list(described)
         self.preset_combo.choices = presets
         self.preset_combo.tooltip = "\n".join(f"{k}: {v.description}" for k, v in described.items())
@@ -216,9 +223,10 @@ class DenoiseWidget(QWidget):
             if int(np.prod(data.shape, dtype=np.float64)) > MEMORY_LIMIT_VOXELS:
                 folder = tempfile.mkdtemp(prefix="masked-denoise-")
                 output = os.path.join(folder, f"{_safe_name(layer.name)}.zarr")
-            kwargs = dict(
-                self._settings(), axes=axes, scale=scale, options=dict(self.options)
-            )
+            options = dict(self.options)
+            if self._mask_supported and self.mask_check.value:
+                options.setdefault("mask_layer", True)
+            kwargs = dict(self._settings(), axes=axes, scale=scale, options=options)
         except (DenoiseError, ValueError) as exc:
             self._report_error(exc)
             return
@@ -353,6 +361,11 @@ class DenoiseWidget(QWidget):
         if not layer.rgb:
             common["colormap"] = "magma"
         self.viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
+        for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
+            data = np.asarray(arr[...]) if in_memory else arr
+            common.update(colormap="gray", opacity=0.5, blending="additive")
+            self.viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
+                                  **common)
         self.status.value = f"done: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:

@@ -10,6 +10,7 @@ __all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_
 _REGISTRY = {
     "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
     "ttt-mim": "napari_masked_denoise.methods.ttt_mim:TTTMIM",
+    "meta-tta": "napari_masked_denoise.methods.meta_tta:MetaTTA",
 }
 
 

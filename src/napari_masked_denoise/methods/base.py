@@ -73,6 +73,12 @@ class Method:
     """Context in pixels each tile needs on each side (receptive-field radius)."""
     align: int = 1
     """Tile read regions start at multiples of this."""
+    default_tile: int = 256
+    """Core tile size when the user gives none: larger for a wide receptive field, so
+    that the halo read around each tile stays a small share of the work."""
+    extras: tuple[str, ...] = ()
+    """Names of extra per-pixel outputs; after each :meth:`process`, ``last_extras`` maps
+    each name to an ``(N, H, W)`` array, blended and stored like the denoised output."""
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:

@@ -13,18 +13,21 @@ def measure_radius(net, in_channels: int, align: int) -> int:
     """
     import torch
 
+    phases = [(dy, dx) for dy in range(align) for dx in range(align)]
     size = 64
     while True:
-        x = torch.ones(1, in_channels, size, size, requires_grad=True)
+        # one backward pass: batch item k holds the output pixel of phase k (the items are
+        # independent: no normalisation layers couple them)
+        x = torch.ones(len(phases), in_channels, size, size, requires_grad=True)
         y = net(x)
         c = size // 2
+        target = sum(y[k, 0, c + dy, c + dx] for k, (dy, dx) in enumerate(phases))
+        (g,) = torch.autograd.grad(target, x)
         radius = 0
-        for dy in range(align):
-            for dx in range(align):
-                (g,) = torch.autograd.grad(y[0, 0, c + dy, c + dx], x, retain_graph=True)
-                nz = torch.nonzero(g[0].abs().sum(0) > 0)
-                r = int(max((nz[:, 0] - (c + dy)).abs().max(), (nz[:, 1] - (c + dx)).abs().max()))
-                radius = max(radius, r)
+        for k, (dy, dx) in enumerate(phases):
+            nz = torch.nonzero(g[k].abs().sum(0) > 0)
+            r = int(max((nz[:, 0] - (c + dy)).abs().max(), (nz[:, 1] - (c + dx)).abs().max()))
+            radius = max(radius, r)
         if radius < c - align:
             return radius
         size *= 2

@@ -1,0 +1,149 @@
+"""Meta-TTA: the multi-task and mask networks, the two training stages, head-only adaptation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_masked_denoise._axes import DenoiseError
+from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.methods import get_method
+from napari_masked_denoise.nets.meta import MetaNet, aux_loss, binarised, inner_steps
+
+CPU = torch.device("cpu")
+
+
+def _method(**kw):
+    kw.setdefault("preset", "fast")
+    kw.setdefault("mode", "per-tile")
+    return get_method("meta-tta")(device=CPU, seed=0, **kw)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    net = MetaNet((8, 8, 16))
+    with torch.no_grad():  # the primary head starts at zero: make it say something
+        torch.nn.init.normal_(net.primary.net[-1].weight, std=0.1)
+    return net
+
+
+def test_network_shapes_residual_and_auxiliary_input():
+    net = _net()
+    x = torch.rand(2, 1, 32, 40)
+    clean, res, rec = net.heads(net.features(x), x)
+    assert clean.shape == res.shape == rec.shape == x.shape
+    torch.testing.assert_close(clean, x + res)  # the primary head gives a residual
+    torch.testing.assert_close(rec, net.aux(clean, res))  # the auxiliary head sees [clean, residual]
+    m = net.mask(x)
+    assert m.shape == x.shape and float(m.min()) > 0 and float(m.max()) < 1
+    assert not any(n.endswith("bias") for n, _ in net.named_parameters())  # no biases, as the reference
+    assert set(net.head_params()) == {n for n, _ in net.named_parameters() if n.startswith(("primary.", "aux."))}
+
+
+def test_inner_steps_change_the_heads_only_and_never_the_module():
+    net = _net()
+    x = torch.rand(1, 1, 32, 32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    feats = net.features(x).detach()
+    m = torch.ones_like(x)
+    params = inner_steps(net, feats, x, m, 3)
+    assert set(params) == set(net.head_params())
+    assert any(not torch.equal(params[k], before[k]) for k in params)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k  # adapted weights live in the returned dict only
+    loss = lambda p: float(aux_loss(net.heads(feats, x, p)[2], x, m))  # noqa: E731
+    assert loss(params) < loss(None)  # the steps descend the auxiliary loss
+    # the mask decides where the loss looks: an all-zero mask gives no step at all
+    same = inner_steps(net, feats, x, torch.zeros_like(x), 3)
+    assert all(torch.equal(same[k], before[k]) for k in same)
+
+
+def test_binarised_mask_is_hard_forward_with_a_soft_gradient():
+    s = torch.tensor([0.2, 0.6, 0.9], requires_grad=True)
+    b = binarised(s)
+    assert b.tolist() == [0.0, 1.0, 1.0]
+    (b * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert s.grad.tolist() == [1.0, 2.0, 3.0]
+
+
+def _cfg(image_folder, tmp_path, **kw):
+    from napari_masked_denoise.training import TrainConfig
+
+    base = dict(data=(str(image_folder),), output=str(tmp_path / "s1.pt"), iterations=60, batch=4, crop=64,
+                val_every=30, skimage=False, seed=1, lr=3e-3, clip=0.0, widths=(8, 8, 16), val_images=4,
+                log=str(tmp_path / "log.jsonl"))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder, tmp_path):
+    from napari_masked_denoise.training import train_meta_tta
+    from napari_masked_denoise.weights import load_state
+
+    torch.manual_seed(1)
+    init = MetaNet((8, 8, 16)).state_dict()
+    e1 = train_meta_tta(_cfg(image_folder, tmp_path), progress=lambda s: None)
+    rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [30, 60]
+    assert rows[-1]["val_psnr"] > rows[-1]["val_psnr_noisy"]  # it learned to denoise the classic mix
+    s1, loaded = load_state(str(tmp_path / "s1.pt"))
+    assert loaded == e1 and e1["method"] == "meta-tta" and e1["stage"] == 1
+    changed = lambda state, prefix: any(  # noqa: E731
+        not torch.equal(state[k], init[k]) for k in state if k.startswith(prefix))
+    assert changed(s1, "body.") and changed(s1, "primary.") and changed(s1, "aux.")
+    assert changed(s1, "mask.")  # the mask network learned through the virtual step
+    assert torch.equal(s1["inner_log_lr"], init["inner_log_lr"])  # step sizes belong to stage 2
+
+    e2 = train_meta_tta(_cfg(image_folder, tmp_path, stage=2, init=str(tmp_path / "s1.pt"), iterations=20,
+                             val_every=20, lr=1e-3, output=str(tmp_path / "s2.pt"), inner_steps=2),
+                        progress=lambda s: None)
+    s2, _ = load_state(str(tmp_path / "s2.pt"))
+    assert e2["stage"] == 2 and e2["init"]["sha256"] == e1["sha256"]
+    assert "val_psnr_adapted" in e2["final_validation"]
+    assert changed(s2, "body.") and changed(s2, "mask.")
+    assert not torch.equal(s2["inner_log_lr"], s1["inner_log_lr"])  # the step sizes are meta-learned
+    m = _method(weights=str(tmp_path / "s2.pt"))  # a weights file by path; widths from its manifest
+    assert m.widths == (8, 8, 16)
+
+
+def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path):
+    from napari_masked_denoise.training import _maml_loss
+
+    net = _net()
+    cfg = _cfg(image_folder, tmp_path, stage=2, inner_steps=2)
+    x = torch.rand(2, 1, 32, 32) * 0.5 + 0.25
+    _maml_loss(net, x, np.random.default_rng(0), cfg).backward()
+    for name in ("body.inc.0.weight", "primary.net.0.weight", "aux.net.0.weight", "mask.net.0.weight", "inner_log_lr"):
+        g = dict(net.named_parameters())[name].grad
+        assert g is not None and float(g.abs().sum()) > 0, name
+
+
+def test_stage_two_needs_stage_one_weights(tmp_path, capsys):
+    from napari_masked_denoise.cli import main
+
+    assert main(["train", "meta-tta", "--stage", "2", "--output", str(tmp_path / "x.pt")]) == 2
+    assert "--init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [{"steps": -1}, {"optimizer": "sgd"}, {"lr": 0.0}])
+def test_bad_options(bad):
+    with pytest.raises(DenoiseError):
+        _method(weights="none", **bad)
+
+
+def test_halo_covers_the_receptive_field():
+    from napari_masked_denoise.methods.meta_tta import KNOWN_RADIUS, _measure_radius
+
+    for widths, r in KNOWN_RADIUS.items():
+        assert _measure_radius(widths) == r
+    m = _method(weights="none")
+    net, r = m.net, m.halo
+    with torch.no_grad():
+        torch.nn.init.normal_(net.primary.net[-1].weight, std=0.3)
+    x = torch.rand(1, 1, 256, 256)
+    y0, m0 = net.denoise(x)[0, 0, 128, 128], net.mask(x)[0, 0, 128, 128]
+    x2 = x.clone()
+    x2[..., :, : 128 - r - 1] = 5.0
+    x2[..., :, 128 + r + 1:] = 5.0
+    assert torch.allclose(net.denoise(x2)[0, 0, 128, 128], y0, atol=1e-5)
+    assert torch.allclose(net.mask(x2)[0, 0, 128, 128], m0, atol=1e-6)
