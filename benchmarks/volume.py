@@ -176,8 +176,10 @@ def cli_command(inp: Path, out: Path, args) -> list[str]:
     cmd = [
         sys.executable, "-m", "napari_masked_denoise.cli", "run", str(inp), str(out),
         "--method", args.method, "--preset", args.preset, "--axes", "ZYX",
-        "--device", "cpu", "--tile", str(args.tile), "--overwrite", "--quiet",
+        "--device", "cpu", "--overwrite", "--quiet",
     ]
+    if args.tile:
+        cmd += ["--tile", str(args.tile)]
     if args.mode:
         cmd += ["--mode", args.mode]
     for opt in args.option:
@@ -343,7 +345,7 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="zero-shot")
     p.add_argument("--preset", default="fast")
     p.add_argument("--mode", choices=("once", "per-tile"), default=None, help="default: the CLI's")
-    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--tile", type=int, default=None, help="default: the method's (256; meta-tta 512)")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="method option passed to the CLI (repeatable)")
     p.add_argument("--chunk", type=int, default=256, help="input chunk size in Y and X (default 256)")

@@ -147,3 +147,25 @@ def test_halo_covers_the_receptive_field():
     x2[..., :, 128 + r + 1:] = 5.0
     assert torch.allclose(net.denoise(x2)[0, 0, 128, 128], y0, atol=1e-5)
     assert torch.allclose(net.mask(x2)[0, 0, 128, 128], m0, atol=1e-6)
+
+
+def test_engine_stores_the_loss_mask_and_tiled_equals_untiled(tmp_path):
+    import zarr
+
+    from napari_masked_denoise import denoise
+    from napari_masked_denoise.engine import denoise_iter, run_to_completion
+
+    rng = np.random.default_rng(0)
+    img = (0.4 + 0.1 * rng.standard_normal((2, 100, 120))).astype(np.float32)
+    kw = dict(method="meta-tta", axes="ZYX", mode="once", options={"weights": "none", "mask_layer": True})
+    a = run_to_completion(denoise_iter(img, str(tmp_path / "a.zarr"), **kw))
+    b = run_to_completion(denoise_iter(img, str(tmp_path / "b.zarr"), tile=32, **kw))
+    assert a.info["tiles"] == 1 < b.info["tiles"]
+    np.testing.assert_allclose(b.denoised[...], a.denoised[...], atol=1e-4)
+    np.testing.assert_allclose(b.extras["loss_mask"][...], a.extras["loss_mask"][...], atol=1e-5)
+    g = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")
+    m = g["loss_mask"][...]
+    assert m.shape == img.shape and set(np.unique(m)) <= {0.0, 1.0}  # binarised, as the loss uses it
+    res = denoise(img, method="meta-tta", axes="ZYX", weights="none", mask_layer=True)
+    np.testing.assert_array_equal(res.extras["loss_mask"], m)
+    assert denoise(img, method="meta-tta", axes="ZYX", weights="none").extras == {}

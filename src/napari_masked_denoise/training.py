@@ -296,7 +296,7 @@ def train_ttt_mim(cfg: TrainConfig, *, progress=print) -> dict:
     })
 
 
-def _noisy(x, rng, model) -> "torch.Tensor":
+def _noisy(x, rng, model):
     """Each crop of ``x`` (a tensor) with its own draw of a :mod:`noise_models` model."""
     import torch
 

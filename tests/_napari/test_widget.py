@@ -233,3 +233,23 @@ def test_ttt_mim_runs_and_previews_from_the_widget(viewer_widget, qtbot):
     widget.preview()
     _wait_idle(qtbot, widget)
     assert "vol preview" in viewer.layers
+
+
+def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((2, 64, 64)), name="vol")
+    widget.set_layer("vol")
+    widget.tile_spin.value = 64
+    widget.method_combo.value = "meta-tta"
+    assert widget.tile_spin.value == 512  # the method's default tile (wide receptive field)
+    assert list(widget.preset_combo.choices) == ["fast", "reference", "no-adapt"]
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.last_result.complete and "vol loss mask" not in viewer.layers
+    widget.mask_check.value = True
+    widget.run()
+    _wait_idle(qtbot, widget)
+    mask = viewer.layers["vol loss mask"].data
+    assert mask.shape == (2, 64, 64) and 0.0 <= float(np.min(mask)) and float(np.max(mask)) <= 1.0
+    widget.method_combo.value = "zero-shot"
+    assert widget.tile_spin.value == 256 and not widget._mask_supported
