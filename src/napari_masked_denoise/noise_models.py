@@ -78,11 +78,13 @@ def poisson_gaussian(x, rng: np.random.Generator, photons: float | None = None,
                      read: float | None = None, offset: float | None = None) -> np.ndarray:
     """Shot noise and read noise: ``(Poisson(photons * x) / photons) + N(0, read) + offset``.
 
-    ``photons`` at intensity 1 drawn log-uniformly from [5, 300]; ``read`` from [0, 0.05];
+    ``photons`` at intensity 1 drawn log-uniformly from [12, 1200] (a shot-noise std of
+    0.2 to 0.02 at mid-grey: the range of the classic mix's Gaussian noise, 5-50/255);
+    ``read`` from [0, 0.05];
     ``offset`` (a detector baseline) from [0, 0.1]. Negative intensities count as zero
     photons.
     """
-    p = float(np.exp(rng.uniform(np.log(5), np.log(300)))) if photons is None else float(photons)
+    p = float(np.exp(rng.uniform(np.log(12), np.log(1200)))) if photons is None else float(photons)
     r = rng.uniform(0, 0.05) if read is None else float(read)
     o = rng.uniform(0, 0.1) if offset is None else float(offset)
     lam = np.clip(_f32(x), 0, None) * p

@@ -432,6 +432,10 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
         vclean = vclean + off[:, None, None, None]
     else:
         vnoisy = np.stack([model(c, vrng) for c in vclean]).astype(np.float32)
+    # stage 2 is also checked on stage 1's noise: meta-transfer must not forget it
+    crng = np.random.default_rng(cfg.seed + 4343)
+    vclassic_clean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
+    vclassic = np.stack([noise_models.classic_mix(c, crng) for c in vclassic_clean]).astype(np.float32)
     net = MetaNet(cfg.widths).to(memory_format=torch.channels_last)
     init_info = None
     if cfg.init:
@@ -453,8 +457,13 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
     base_lrs = [g["lr"] for g in opt.param_groups]
 
     def validate(net, recent):
+        extra = {}
+        if cfg.stage == 2:
+            c = _validate_meta(net, vclassic_clean, vclassic, steps, cfg.inner_weight)
+            extra = {"val_classic_psnr_noisy": c["val_psnr_noisy"], "val_classic_psnr": c["val_psnr"],
+                     "val_classic_psnr_adapted": c["val_psnr_adapted"]}
         return {"train_loss": round(float(np.mean(recent)), 5),
-                **_validate_meta(net, vclean, vnoisy, steps, cfg.inner_weight),
+                **_validate_meta(net, vclean, vnoisy, steps, cfg.inner_weight), **extra,
                 "inner_lr_median": float(net.inner_lrs().detach().median())}
 
     history, seconds = _fit(cfg, net, opt, train, batch_loss, validate, progress, base_lrs=base_lrs)
