@@ -243,6 +243,7 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     widget.method_combo.value = "meta-tta"
     assert widget.tile_spin.value == 512  # the method's default tile (wide receptive field)
     assert list(widget.preset_combo.choices) == ["fast", "reference", "no-adapt"]
+    widget.options = {}  # the fixture's zero-shot options
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.complete and "vol loss mask" not in viewer.layers
