@@ -106,11 +106,12 @@ def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder,
     assert m.widths == (8, 8, 16)
 
 
-def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}])
+def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path, extra):
     from napari_masked_denoise.training import _maml_loss
 
     net = _net()
-    cfg = _cfg(image_folder, tmp_path, stage=2, inner_steps=2)
+    cfg = _cfg(image_folder, tmp_path, stage=2, inner_steps=2, **extra)
     x = torch.rand(2, 1, 32, 32) * 0.5 + 0.25
     _maml_loss(net, x, np.random.default_rng(0), cfg).backward()
     for name in ("body.inc.0.weight", "primary.net.0.weight", "aux.net.0.weight", "mask.net.0.weight", "inner_log_lr"):

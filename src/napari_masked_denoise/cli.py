@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "2 = meta-transfer (MAML) on realistic noise, from --init")
     t.add_argument("--init", default=None, help="meta-tta stage 2: the stage-1 weights (.pt) to start from")
     t.add_argument("--inner-steps", type=int, default=5, help="meta-tta: head-only inner steps K (default 5)")
+    t.add_argument("--base-weight", type=float, default=0.0,
+                   help="meta-tta stage 2: weight of the unadapted output's L1 in the outer loss (default 0)")
+    t.add_argument("--classic-share", type=float, default=0.0,
+                   help="meta-tta stage 2: share of crops with the stage-1 classic noise mix (default 0)")
     t.add_argument("--iterations", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--crop", type=int, default=128)
@@ -203,6 +207,7 @@ def _train(args) -> int:
         widths=tuple(int(w) for w in (args.widths or d.get("widths", "16,32,64")).split(",")), seed=args.seed,
         threads=args.threads, skimage=not args.no_skimage, val_every=args.val_every, log=args.log,
         max_seconds=args.max_seconds, stage=args.stage, init=args.init, inner_steps=args.inner_steps,
+        base_weight=args.base_weight, classic_share=args.classic_share,
     )
     trainer = {"zero-shot": train_zero_shot, "ttt-mim": train_ttt_mim, "meta-tta": train_meta_tta}[args.method]
     entry = trainer(cfg)

@@ -79,6 +79,10 @@ class TrainConfig:
     """meta-TTA: weight of the auxiliary loss in the inner loop (lambda_in)."""
     grad_weight: float = 0.01
     """meta-TTA stage 1: weight of the two-direction image-gradient term of the mask."""
+    base_weight: float = 0.0
+    """meta-TTA stage 2: weight of the unadapted output's L1 in the outer loss (0: the paper)."""
+    classic_share: float = 0.0
+    """meta-TTA stage 2: share of crops with stage 1's classic mix instead of realistic noise."""
 
 
 def gray01(a: np.ndarray) -> np.ndarray:
@@ -364,13 +368,22 @@ def _maml_loss(net, x, rng, cfg):
 
     # the detector offset is part of the scene a microscope records (averaged ground
     # truths keep it): the target is the clean crop plus the offset, not the crop alone
-    offsets = rng.uniform(0, 0.1, x.shape[0]).astype(np.float32)
-    it = iter(offsets)
-    y = _noisy(x, rng, lambda a, r: noise_models.realistic(a, r, offset=float(next(it))))
+    # with probability ``classic_share`` a crop gets stage 1's classic mix instead (offset 0)
+    classic = rng.random(x.shape[0]) < cfg.classic_share
+    offsets = np.where(classic, 0.0, rng.uniform(0, 0.1, x.shape[0])).astype(np.float32)
+    it = iter(zip(offsets, classic))
+
+    def model(a, r):
+        o, c = next(it)
+        return noise_models.classic_mix(a, r) if c else noise_models.realistic(a, r, offset=float(o))
+
+    y = _noisy(x, rng, model)
     x = x + torch.from_numpy(offsets)[:, None, None, None]
     feats = net.features(y)
     m = binarised(net.mask(y))
     total = 0.0
+    if cfg.base_weight:  # keep the unadapted output good too
+        total = cfg.base_weight * (net.heads(feats, y, aux=False)[0] - x).abs().mean() * x.shape[0]
     for j in range(x.shape[0]):
         sl = slice(j, j + 1)
         params = inner_steps(net, feats[sl], y[sl], m[sl], cfg.inner_steps, weight=cfg.inner_weight,
