@@ -252,5 +252,8 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     _wait_idle(qtbot, widget)
     mask = viewer.layers["vol loss mask"].data
     assert mask.shape == (2, 64, 64) and 0.0 <= float(np.min(mask)) and float(np.max(mask)) <= 1.0
+    widget.preview()
+    _wait_idle(qtbot, widget)
+    assert "vol preview" in viewer.layers and widget.last_result.method == "meta-tta"
     widget.method_combo.value = "zero-shot"
     assert widget.tile_spin.value == 256 and not widget._mask_supported
