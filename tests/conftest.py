@@ -34,3 +34,14 @@ def image_folder(tmp_path):
         img = (img - img.min()) / (img.max() - img.min())
         io.imsave(d / f"{i:02d}.png", (img * 255).astype(np.uint8), check_contrast=False)
     return d
+
+
+@pytest.fixture
+def noisy_zarr_volume(tmp_path):
+    """A 3x48x40 float32 zarr array of noise about 0.5 (std 0.1): ``(path, values)``."""
+    import zarr
+
+    vol = (0.5 + 0.1 * np.random.default_rng(0).standard_normal((3, 48, 40))).astype(np.float32)
+    path = tmp_path / "in.zarr"
+    zarr.create_array(store=str(path), shape=vol.shape, dtype="f4")[:] = vol
+    return path, vol

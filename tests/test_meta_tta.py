@@ -219,14 +219,13 @@ def test_once_mode_adapts_on_the_sample_and_saves_the_heads(camera_noisy):
     np.testing.assert_array_equal(m2.process(noisy[None], Coords([0]))[0], after)
 
 
-def test_cli_runs_meta_tta_with_the_mask(tmp_path, capsys):
+def test_cli_runs_meta_tta_with_the_mask(noisy_zarr_volume, tmp_path, capsys):
     import zarr
 
     from napari_masked_denoise.cli import main
 
-    vol = (0.5 + 0.1 * np.random.default_rng(0).standard_normal((3, 48, 40))).astype(np.float32)
-    zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, dtype="f4")[:] = vol
-    rc = main(["run", str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), "--method", "meta-tta",
+    inp, vol = noisy_zarr_volume
+    rc = main(["run", str(inp), str(tmp_path / "out.zarr"), "--method", "meta-tta",
                "--axes", "ZYX", "-o", "mask_layer=true", "-q"])
     assert rc == 0
     assert "loss_mask" in capsys.readouterr().out

@@ -158,14 +158,13 @@ def test_bad_options(bad):
         _method(**bad)
 
 
-def test_cli_runs_ttt_mim_on_a_zarr_volume(tmp_path, capsys):
+def test_cli_runs_ttt_mim_on_a_zarr_volume(noisy_zarr_volume, tmp_path, capsys):
     import zarr
 
     from napari_masked_denoise.cli import main
 
-    vol = (0.5 + 0.1 * np.random.default_rng(0).standard_normal((3, 48, 40))).astype(np.float32)
-    zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, dtype="f4")[:] = vol
-    rc = main(["run", str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), "--method", "ttt-mim",
+    inp, vol = noisy_zarr_volume
+    rc = main(["run", str(inp), str(tmp_path / "out.zarr"), "--method", "ttt-mim",
                "--axes", "ZYX", "-o", "steps=2", "-q"])
     assert rc == 0
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")

@@ -350,7 +350,7 @@ def denoise_iter(
     blocks = list(layout.blocks(batch))
     jobs = list(itertools.product(range(len(blocks)), range(len(tiles))))
     lo, hi = _norm_stats(image, layout)
-    extras = tuple(getattr(meth, "extras", ()))
+    extras = tuple(meth.extras)
     fingerprint = {
         "version": __version__,
         "method": method,

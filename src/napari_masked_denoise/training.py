@@ -415,10 +415,10 @@ def _validate_meta(net, clean, noisy, steps: int, weight: float) -> dict:
             with torch.no_grad():
                 after[sl] = net.heads(feats[sl], x[sl], params, aux=False)[0].numpy()
     net.train()
-    out = {"val_psnr_noisy": round(_psnr(noisy, clean), 3), "val_psnr": round(_psnr(before, clean), 3),
-           "val_mask_mean": round(float(m.mean()), 3)}
+    out = {"psnr_noisy": round(_psnr(noisy, clean), 3), "psnr": round(_psnr(before, clean), 3),
+           "mask_mean": round(float(m.mean()), 3)}
     if steps:
-        out["val_psnr_adapted"] = round(_psnr(after, clean), 3)
+        out["psnr_adapted"] = round(_psnr(after, clean), 3)
     return out
 
 
@@ -437,18 +437,21 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
     _setup(cfg)
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
     vclean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
-    model = noise_models.classic_mix if cfg.stage == 1 else noise_models.realistic
-    vrng = np.random.default_rng(cfg.seed + 4242)
-    if cfg.stage == 2:  # the target keeps the detector offset (see _maml_loss)
+
+    def classic(seed):
+        crng = np.random.default_rng(seed)
+        return vclean, np.stack([noise_models.classic_mix(c, crng) for c in vclean]).astype(np.float32)
+
+    # validation sets by log-key prefix; stage 2 is also checked on stage 1's noise, which
+    # meta-transfer must not forget
+    if cfg.stage == 1:
+        val_sets = {"val_": classic(cfg.seed + 4242)}
+    else:  # the target keeps the detector offset (see _maml_loss)
+        vrng = np.random.default_rng(cfg.seed + 4242)
         off = vrng.uniform(0, 0.1, len(vclean)).astype(np.float32)
-        vnoisy = np.stack([model(c, vrng, offset=float(o)) for c, o in zip(vclean, off)]).astype(np.float32)
-        vclean = vclean + off[:, None, None, None]
-    else:
-        vnoisy = np.stack([model(c, vrng) for c in vclean]).astype(np.float32)
-    # stage 2 is also checked on stage 1's noise: meta-transfer must not forget it
-    crng = np.random.default_rng(cfg.seed + 4343)
-    vclassic_clean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
-    vclassic = np.stack([noise_models.classic_mix(c, crng) for c in vclassic_clean]).astype(np.float32)
+        vnoisy = np.stack([noise_models.realistic(c, vrng, offset=float(o))
+                           for c, o in zip(vclean, off)]).astype(np.float32)
+        val_sets = {"val_": (vclean + off[:, None, None, None], vnoisy), "val_classic_": classic(cfg.seed + 4343)}
     net = MetaNet(cfg.widths).to(memory_format=torch.channels_last)
     init_info = None
     if cfg.init:
@@ -467,19 +470,14 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
         batch_loss, steps = _maml_loss, cfg.inner_steps
     else:
         raise ValueError(f"stage must be 1 or 2, got {cfg.stage}")
-    base_lrs = [g["lr"] for g in opt.param_groups]
 
     def validate(net, recent):
-        extra = {}
-        if cfg.stage == 2:
-            c = _validate_meta(net, vclassic_clean, vclassic, steps, cfg.inner_weight)
-            extra = {"val_classic_psnr_noisy": c["val_psnr_noisy"], "val_classic_psnr": c["val_psnr"],
-                     "val_classic_psnr_adapted": c["val_psnr_adapted"]}
-        return {"train_loss": round(float(np.mean(recent)), 5),
-                **_validate_meta(net, vclean, vnoisy, steps, cfg.inner_weight), **extra,
-                "inner_lr_median": float(net.inner_lrs().detach().median())}
+        row = {"train_loss": round(float(np.mean(recent)), 5)}
+        for prefix, (clean, noisy) in val_sets.items():
+            row.update({prefix + k: v for k, v in _validate_meta(net, clean, noisy, steps, cfg.inner_weight).items()})
+        return {**row, "inner_lr_median": float(net.inner_lrs().detach().median())}
 
-    history, seconds = _fit(cfg, net, opt, train, batch_loss, validate, progress, base_lrs=base_lrs)
+    history, seconds = _fit(cfg, net, opt, train, batch_loss, validate, progress)
     return _save(cfg, net, history, seconds, sources, {
         "method": "meta-tta",
         "stage": cfg.stage,
@@ -504,7 +502,7 @@ def _setup(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
 
 
-def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, base_lrs=None):
+def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
     """The training loop shared by every trainer: cosine schedule on the nearer of the
     iteration and time budgets, gradient clipping, validation rows to ``progress`` and
     the log, a partial checkpoint at every validation. Returns ``(history, seconds)``."""
@@ -513,13 +511,14 @@ def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, base
     rng = np.random.default_rng(cfg.seed)
     if not train:
         raise ValueError("no training images")
+    base_lrs = [g["lr"] for g in opt.param_groups]  # the schedule scales each group's own rate
 
     def set_lr(it: int, train_time: float) -> float:
         progress_ = it / cfg.iterations
         if cfg.max_seconds:
             progress_ = max(progress_, train_time / cfg.max_seconds)
         factor = 1.0 if cfg.constant_lr else 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
-        for g, base in zip(opt.param_groups, base_lrs or [cfg.lr] * len(opt.param_groups)):
+        for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * factor
         return cfg.lr * factor
 

@@ -361,11 +361,12 @@ class DenoiseWidget(QWidget):
         if not layer.rgb:
             common["colormap"] = "magma"
         self.viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
+        if not layer.rgb:
+            common["colormap"] = "gray"
         for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
             data = np.asarray(arr[...]) if in_memory else arr
-            common.update(colormap="gray", opacity=0.5, blending="additive")
             self.viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
-                                  **common)
+                                  opacity=0.5, blending="additive", **common)
         self.status.value = f"done: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:

@@ -116,37 +116,33 @@ class MetaTTA(Method):
                     opt.step()
         return {k: v.detach() for k, v in params.items()}
 
-    def _prepare(self, block: np.ndarray):
+    def _prepare(self, block: np.ndarray, with_mask: bool):
+        """The padded input, its size, the body's features and (when asked for) the
+        binarised mask."""
         x, hw = self._padded(block)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             feats = self.net.features(x)
-            mask = (self.net.mask(x) > 0.5).to(x.dtype)
+            mask = (self.net.mask(x) > 0.5).to(x.dtype) if with_mask else None
         return x, hw, feats, mask
 
     # -- the interface ---------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords):
-        x, _, feats, mask = self._prepare(sample)
-        self.adapted = self._adapt(x, feats, mask)
         steps = int(self.options["steps"])
-        if steps:
-            yield steps, steps
+        if steps == 0:
+            return
+        x, _, feats, mask = self._prepare(sample, True)
+        self.adapted = self._adapt(x, feats, mask)
+        yield steps, steps
 
     def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
-        if self.mode == "per-tile":
-            x, (h, w), feats, mask = self._prepare(block)
-            params = self._adapt(x, feats, mask)
-        else:
-            x, (h, w) = self._padded(block)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
-                feats = self.net.features(x)
-            mask = self.net.mask(x) if self.extras else None
-            params = self.adapted
+        adapting = self.mode == "per-tile" and int(self.options["steps"]) > 0
+        x, (h, w), feats, mask = self._prepare(block, adapting or bool(self.extras))
+        params = self._adapt(x, feats, mask) if adapting else self.adapted
         with torch.no_grad():
             y = self.net.heads(feats, x, params, aux=False)[0]
         if self.extras:
-            self.last_extras = {"loss_mask": (mask > 0.5)[:, 0, :h, :w].float().cpu().numpy()}
+            self.last_extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()}
         return y[:, 0, :h, :w].float().cpu().numpy()
 
     def state_bytes(self) -> bytes:
