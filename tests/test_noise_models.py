@@ -18,7 +18,7 @@ def test_inputs_are_never_modified_and_seeds_reproduce():
     x = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     before = x.copy()
     for f in (nm.gaussian, nm.speckle, nm.salt_and_pepper, nm.classic_mix, nm.poisson_gaussian,
-              nm.correlated, nm.row_column, nm.realistic):
+              nm.correlated, nm.row_column, nm.ct, nm.realistic):
         a, b = f(x, _rng(3)), f(x, _rng(3))
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.float32 and a.shape == x.shape
@@ -70,3 +70,31 @@ def test_realistic_noise_keeps_the_signal_mean():
     x = _flat(0.5, (8, 64, 64))
     means = [float(nm.realistic(x, _rng(s)).mean()) for s in range(20)]
     assert 0.45 < np.mean(means) < 0.65  # offset up to 0.1, row offsets average out
+
+
+def test_ct_noise_has_its_level_and_streaks_along_dense_structures():
+    # two dense disks on one row: rays through both carry the most noise, so after
+    # back-projection the band between them is noisier than a band far from them
+    x = np.zeros((96, 96), np.float32)
+    yy, xx = np.mgrid[:96, :96]
+    for cx in (20, 76):
+        x[(yy - 48) ** 2 + (xx - cx) ** 2 < 64] = 1.0
+    rng = _rng()
+    n = np.stack([nm.ct(x, rng, sigma=0.1, attenuation=4) - x for _ in range(20)])
+    assert n.std() == pytest.approx(0.1, rel=0.01)
+    sd = n.std(axis=0)
+    assert sd[44:52, 32:64].mean() > 1.5 * sd[4:12, 32:64].mean()
+    # planes of a stack get their own draws; shapes other than square work
+    y = nm.ct(np.zeros((2, 50, 70), np.float32), rng, sigma=0.05)
+    assert y.shape == (2, 50, 70) and not np.allclose(y[0], y[1])
+    assert y[0].std() == pytest.approx(0.05, rel=0.01)
+
+
+def test_realistic_noise_is_ct_noise_plus_offset_at_its_share():
+    x = _flat(0.5, (64, 64))
+    r = _rng(5)
+    r.random()  # the draw that chooses the branch
+    np.testing.assert_allclose(nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0),
+                               nm.ct(x, r) + 0.03, atol=1e-6)
+    assert not np.allclose(nm.realistic(x, _rng(5), offset=0.03, ct_share=0.0),
+                           nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0))

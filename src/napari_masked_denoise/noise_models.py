@@ -11,7 +11,8 @@ call per training crop gives a different noise each time.
 - :func:`poisson_gaussian` (photon shot noise with a detector gain, offset and Gaussian
   read noise), :func:`correlated` (white noise blurred by a small Gaussian kernel, as
   demosaicing, interpolation and CT reconstruction make it), :func:`row_column` (per-row
-  and per-column offsets of line-scanning and CMOS read-out), combined by
+  and per-column offsets of line-scanning and CMOS read-out), :func:`ct` (the streaky,
+  high-pass noise of filtered back-projection from a low-dose scan), combined by
   :func:`realistic`.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "gaussian", "speckle", "salt_and_pepper", "classic_mix",
-    "poisson_gaussian", "correlated", "row_column", "realistic",
+    "poisson_gaussian", "correlated", "row_column", "ct", "realistic",
 ]
 
 
@@ -115,11 +116,48 @@ def row_column(x, rng: np.random.Generator, sigma: float | None = None) -> np.nd
     return y
 
 
-def realistic(x, rng: np.random.Generator, offset: float | None = None) -> np.ndarray:
-    """Poisson-Gaussian noise, then with probability 1/2 each: spatial correlation of the
-    noise and row/column offsets. ``offset`` is the detector baseline (drawn from [0, 0.1]
-    when not given); a training target that should keep it is ``x + offset``."""
+def ct(x, rng: np.random.Generator, sigma: float | None = None,
+       attenuation: float | None = None) -> np.ndarray:
+    """Low-dose CT noise: ``x`` taken as the attenuation map of a parallel-beam scan.
+
+    Its sinogram ``p`` (as many angles over 180 degrees as pixels) is scaled so that the
+    thickest ray is attenuated by ``exp(-attenuation)`` (drawn from [1, 4]). Photon noise
+    on the log-transformed counts has a variance proportional to ``exp(p)`` (the Gaussian
+    approximation of Poisson counts ``I0 exp(-p)``); reconstructed by filtered back-projection
+    (ramp filter) it becomes streaks along dense structures and fine, anti-correlated grain.
+    The noise is rescaled to standard deviation ``sigma`` (drawn from [5, 50] / 255) and
+    added to ``x``. Any shape with Y and X last; each plane gets its own draw.
+    """
+    from skimage.transform import iradon, radon
+
+    y = _f32(x)
+    lead, (h, w) = y.shape[:-2], y.shape[-2:]
+    n = max(h, w)
+    theta = np.linspace(0.0, 180.0, n, endpoint=False)
+    planes = y.reshape(-1, h, w)
+    for k in range(planes.shape[0]):
+        s = rng.uniform(5, 50) / 255 if sigma is None else float(sigma)
+        att = rng.uniform(1, 4) if attenuation is None else float(attenuation)
+        a = np.zeros((n, n), np.float64)
+        a[:h, :w] = np.clip(planes[k], 0, None)
+        p = radon(a, theta, circle=False)
+        p *= att / max(float(p.max()), 1e-12)
+        e = rng.normal(0, 1, p.shape) * np.exp(p / 2)
+        noise = iradon(e, theta, filter_name="ramp", circle=False, output_size=n)[:h, :w]
+        planes[k] += (noise * (s / max(float(noise.std()), 1e-12))).astype(np.float32)
+    return planes.reshape(*lead, h, w)
+
+
+def realistic(x, rng: np.random.Generator, offset: float | None = None,
+              ct_share: float = 0.25) -> np.ndarray:
+    """With probability ``ct_share``: low-dose CT noise (:func:`ct`) plus ``offset``.
+    Otherwise Poisson-Gaussian noise, then with probability 1/2 each: spatial correlation
+    of the noise and row/column offsets. ``offset`` is the detector baseline (drawn from
+    [0, 0.1] when not given); a training target that should keep it is ``x + offset``."""
     clean = _f32(x)
+    if rng.random() < ct_share:
+        o = rng.uniform(0, 0.1) if offset is None else float(offset)
+        return (ct(clean, rng) + o).astype(np.float32)
     y = poisson_gaussian(clean, rng, offset=offset)
     if rng.random() < 0.5:
         # correlate the noise, not the signal: blur the residual, keep its level

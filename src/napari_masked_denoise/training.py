@@ -487,7 +487,8 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
         "inner_steps": cfg.inner_steps,
         "inner_weight": cfg.inner_weight,
         "noise": "classic mix (Gaussian, speckle, salt-and-pepper)" if cfg.stage == 1
-                 else "realistic (Poisson-Gaussian with gain, offset and read noise; correlated; row/column)",
+                 else ("realistic: a quarter low-dose CT noise (filtered back-projection of sinogram photon "
+                       "noise), the rest Poisson-Gaussian with gain, offset and read noise; correlated; row/column"),
         "optimiser": f"Adam lr {cfg.lr}, {'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}"
                      + ("; mask network Adam through one virtual SGD step, gradient-match weight "
                         f"{cfg.grad_weight}" if cfg.stage == 1 else "; step sizes Adam lr 1e-2 (log scale)"),
