@@ -106,7 +106,7 @@ def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder,
     assert m.widths == (8, 8, 16)
 
 
-@pytest.mark.parametrize("extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}])
+@pytest.mark.parametrize("extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}, {"ct_share": 1.0}])
 def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path, extra):
     from napari_masked_denoise.training import _maml_loss
 

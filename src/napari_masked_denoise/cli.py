@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-skimage", action="store_true", help="do not add scikit-image's bundled images")
     t.add_argument("--mask-ratio", default=None,
                    help="share of pixels (zero-shot) or patches (ttt-mim) masked: a number, or LO,HI to draw "
-                        "per crop (e.g. 0.8,0.95; zero-shot only); default 0.3 (zero-shot), 0.6 (ttt-mim)")
+                        "per crop (e.g. 0.8,0.95; not ttt-mim); default 0.3 (zero-shot), 0.6 (ttt-mim), "
+                        "0.8,0.9 (masked-transformer's input mask)")
     t.add_argument("--patch", type=int, default=7, help="ttt-mim: mask patch size (default 7)")
     t.add_argument("--noise-var", type=float, default=0.005,
                    help="ttt-mim: variance of the Gaussian training noise (default 0.005)")
@@ -68,11 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="meta-tta stage 2: weight of the unadapted output's L1 in the outer loss (default 0)")
     t.add_argument("--classic-share", type=float, default=0.0,
                    help="meta-tta stage 2: share of crops with the stage-1 classic noise mix (default 0)")
+    t.add_argument("--ct-share", type=float, default=0.0,
+                   help="meta-tta stage 2: share of crops with low-dose CT noise (default 0)")
+    t.add_argument("--no-mask", action="store_true",
+                   help="masked-transformer: train the unmasked baseline (no input mask, no attention mask)")
+    t.add_argument("--attn-drop", type=float, default=0.75,
+                   help="masked-transformer: share of tokens zeroed in every attention layer (default 0.75)")
+    t.add_argument("--sigma", type=float, default=15.0,
+                   help="masked-transformer: Gaussian training noise sigma in 0-255 units (default 15)")
     t.add_argument("--iterations", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--crop", type=int, default=128)
     t.add_argument("--lr", type=float, default=None, help="default 2e-3 (zero-shot), 1e-3 (ttt-mim)")
-    t.add_argument("--widths", default=None, help="channels per level (default 16,32,64; meta-tta 24,32,48)")
+    t.add_argument("--widths", default=None, help="channels per level (default 16,32,64; meta-tta 24,32,48); masked-transformer: "
+                        "dim and the depths of its three groups (default 32,2,2,2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--val-every", type=int, default=500)
@@ -89,6 +99,9 @@ _TRAIN_DEFAULTS = {
     "ttt-mim": {"mask_ratio": "0.6", "lr": 1e-3, "clip": 0.0, "weight_decay": 1e-4},
     # stage 1 at the reference's 1e-3; stage 2 (reference 5e-5) gets --lr 2e-4 in our runs
     "meta-tta": {"mask_ratio": "0.5", "lr": 1e-3, "clip": 0.0, "weight_decay": 0.0, "widths": "24,32,48"},
+    # input-mask ratio 80-90% and lr as the reference (Adam 1e-4, METHODS.md section 4)
+    "masked-transformer": {"mask_ratio": "0.8,0.9", "lr": 1e-4, "clip": 0.0, "weight_decay": 0.0,
+                           "widths": "32,2,2,2"},
 }
 
 
@@ -181,7 +194,7 @@ def _train(args) -> int:
     from pathlib import Path
 
     from ._axes import DenoiseError
-    from .training import TrainConfig, train_meta_tta, train_ttt_mim, train_zero_shot
+    from .training import TrainConfig, train_masked_transformer, train_meta_tta, train_ttt_mim, train_zero_shot
 
     d = _TRAIN_DEFAULTS[args.method]
     data = args.data or [str(Path("../shared/data/train/Train400"))]
@@ -198,6 +211,12 @@ def _train(args) -> int:
         raise DenoiseError(f"--inner-steps must be at least 1, got {args.inner_steps}")
     if args.patch < 1:
         raise DenoiseError(f"--patch must be at least 1, got {args.patch}")
+    if not 0 <= args.ct_share <= 1:
+        raise DenoiseError(f"--ct-share must lie in [0, 1], got {args.ct_share}")
+    if not 0 <= args.attn_drop < 1:
+        raise DenoiseError(f"--attn-drop must lie in [0, 1), got {args.attn_drop}")
+    if not args.sigma > 0:
+        raise DenoiseError(f"--sigma must be positive, got {args.sigma}")
     if not (0 < lo <= hi < 1):
         raise DenoiseError(f"--mask-ratio must lie in (0, 1), got {mask_ratio!r}")
     cfg = TrainConfig(
@@ -208,8 +227,10 @@ def _train(args) -> int:
         threads=args.threads, skimage=not args.no_skimage, val_every=args.val_every, log=args.log,
         max_seconds=args.max_seconds, stage=args.stage, init=args.init, inner_steps=args.inner_steps,
         base_weight=args.base_weight, classic_share=args.classic_share,
+        masked=not args.no_mask, attn_drop=args.attn_drop, sigma=args.sigma, ct_share=args.ct_share,
     )
-    trainer = {"zero-shot": train_zero_shot, "ttt-mim": train_ttt_mim, "meta-tta": train_meta_tta}[args.method]
+    trainer = {"zero-shot": train_zero_shot, "ttt-mim": train_ttt_mim, "meta-tta": train_meta_tta,
+               "masked-transformer": train_masked_transformer}[args.method]
     entry = trainer(cfg)
     print(f"wrote {args.output} (sha256 {entry['sha256']}) in {entry['train_seconds']:.0f} s")
     return 0

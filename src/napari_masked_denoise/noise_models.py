@@ -149,13 +149,13 @@ def ct(x, rng: np.random.Generator, sigma: float | None = None,
 
 
 def realistic(x, rng: np.random.Generator, offset: float | None = None,
-              ct_share: float = 0.25) -> np.ndarray:
+              ct_share: float = 0.0) -> np.ndarray:
     """With probability ``ct_share``: low-dose CT noise (:func:`ct`) plus ``offset``.
     Otherwise Poisson-Gaussian noise, then with probability 1/2 each: spatial correlation
     of the noise and row/column offsets. ``offset`` is the detector baseline (drawn from
     [0, 0.1] when not given); a training target that should keep it is ``x + offset``."""
     clean = _f32(x)
-    if rng.random() < ct_share:
+    if ct_share and rng.random() < ct_share:  # no draw at all without CT noise
         o = rng.uniform(0, 0.1) if offset is None else float(offset)
         return (ct(clean, rng) + o).astype(np.float32)
     y = poisson_gaussian(clean, rng, offset=offset)

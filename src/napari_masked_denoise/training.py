@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainConfig", "train_zero_shot", "train_ttt_mim", "train_meta_tta", "training_images", "SKIMAGE_IMAGES"]
+__all__ = ["TrainConfig", "train_zero_shot", "train_ttt_mim", "train_meta_tta", "train_masked_transformer",
+           "training_images", "SKIMAGE_IMAGES"]
 
 # scikit-image's bundled images used as extra clean training data. ``camera`` (the
 # cameraman, also in Set12) and ``cell`` (the source of our sample data) are left out.
@@ -83,6 +84,16 @@ class TrainConfig:
     """meta-TTA stage 2: weight of the unadapted output's L1 in the outer loss (0: the paper)."""
     classic_share: float = 0.0
     """meta-TTA stage 2: share of crops with stage 1's classic mix instead of realistic noise."""
+    ct_share: float = 0.0
+    """meta-TTA stage 2: share of realistic-noise crops (and validation crops) with low-dose CT noise."""
+    masked: bool = True
+    """masked-transformer: input mask and attention mask on (False: the unmasked baseline)."""
+    attn_drop: float = 0.75
+    """masked-transformer: share of tokens zeroed before every QKV projection in training."""
+    sigma: float = 15.0
+    """masked-transformer: Gaussian training noise, in 0-255 units."""
+    ema: float = 0.999
+    """masked-transformer: decay of the weight moving average that is validated and shipped."""
 
 
 def gray01(a: np.ndarray) -> np.ndarray:
@@ -375,7 +386,8 @@ def _maml_loss(net, x, rng, cfg):
 
     def model(a, r):
         o, c = next(it)
-        return noise_models.classic_mix(a, r) if c else noise_models.realistic(a, r, offset=float(o))
+        return (noise_models.classic_mix(a, r) if c
+                else noise_models.realistic(a, r, offset=float(o), ct_share=cfg.ct_share))
 
     y = _noisy(x, rng, model)
     x = x + torch.from_numpy(offsets)[:, None, None, None]
@@ -449,7 +461,7 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
     else:  # the target keeps the detector offset (see _maml_loss)
         vrng = np.random.default_rng(cfg.seed + 4242)
         off = vrng.uniform(0, 0.1, len(vclean)).astype(np.float32)
-        vnoisy = np.stack([noise_models.realistic(c, vrng, offset=float(o))
+        vnoisy = np.stack([noise_models.realistic(c, vrng, offset=float(o), ct_share=cfg.ct_share)
                            for c, o in zip(vclean, off)]).astype(np.float32)
         val_sets = {"val_": (vclean + off[:, None, None, None], vnoisy), "val_classic_": classic(cfg.seed + 4343)}
     net = MetaNet(cfg.widths).to(memory_format=torch.channels_last)
@@ -487,11 +499,118 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
         "inner_steps": cfg.inner_steps,
         "inner_weight": cfg.inner_weight,
         "noise": "classic mix (Gaussian, speckle, salt-and-pepper)" if cfg.stage == 1
-                 else ("realistic: a quarter low-dose CT noise (filtered back-projection of sinogram photon "
-                       "noise), the rest Poisson-Gaussian with gain, offset and read noise; correlated; row/column"),
+                 else "realistic (Poisson-Gaussian with gain, offset and read noise; correlated; row/column)"
+                 + (f"; low-dose CT noise in a share {cfg.ct_share} of crops" if cfg.ct_share else ""),
         "optimiser": f"Adam lr {cfg.lr}, {'constant' if cfg.constant_lr else 'cosine decay'}, grad-norm clip {cfg.clip}"
                      + ("; mask network Adam through one virtual SGD step, gradient-match weight "
                         f"{cfg.grad_weight}" if cfg.stage == 1 else "; step sizes Adam lr 1e-2 (log scale)"),
+    })
+
+
+# ------------------------------------------------------------ masked image training
+#: held-out validation noises of the masked transformer: its training noise, and noises it
+#: never sees in training (levels chosen apart from the benchmark's)
+MIT_VAL_NOISES = ("g15", "g35", "poisson20", "speckle25", "sp3", "corr20")
+
+
+def _mit_noise(clean: np.ndarray, kind: str, rng) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    if kind.startswith("g"):
+        return clean + rng.normal(0, float(kind[1:]) / 255, clean.shape)
+    if kind == "poisson20":
+        return rng.poisson(np.clip(clean, 0, None) * 20.0) / 20.0
+    if kind == "speckle25":
+        return clean + clean * rng.normal(0, 0.25, clean.shape)
+    if kind == "sp3":
+        out = clean.copy()
+        u = rng.random(clean.shape)
+        out[u < 0.015] = 0.0
+        out[u > 0.985] = 1.0
+        return out
+    if kind == "corr20":
+        n = gaussian_filter(rng.normal(0, 1, clean.shape), (0, 0, 1.0, 1.0), mode="wrap")
+        return clean + n / n.std() * 20 / 255
+    raise ValueError(kind)
+
+
+def _mit_loss(net, x, rng, cfg):
+    """Masked image training (Chen, Gu et al.): Gaussian noise of ``cfg.sigma``; with
+    ``cfg.masked``, a pixel-wise input mask (ratio drawn per crop from ``cfg.mask_ratio``,
+    masked pixels set to 0) and the attention mask (``cfg.attn_drop`` of the tokens zeroed
+    in every attention layer); L1 to the clean crop."""
+    import torch
+
+    y = x + torch.from_numpy(rng.normal(0, cfg.sigma / 255, x.shape).astype(np.float32))
+    if cfg.masked:
+        lo, hi = cfg.mask_ratio
+        ratio = rng.uniform(lo, hi, (x.shape[0], 1, 1, 1))
+        keep = torch.from_numpy((rng.random(x.shape) >= ratio).astype(np.float32))
+        y = y * keep
+    out = net(y.contiguous(memory_format=torch.channels_last), drop=cfg.attn_drop if cfg.masked else 0.0)
+    return (out - x).abs().mean()
+
+
+def _validate_mit(net, clean, noisy: dict) -> dict:
+    import torch
+
+    net.eval()
+    row = {}
+    with torch.inference_mode():
+        for kind, y in noisy.items():
+            out = net(torch.from_numpy(y)).numpy()
+            row[f"val_psnr_{kind}"] = round(_psnr(out, clean), 3)
+    net.train()
+    return row
+
+
+def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
+    """Masked image training of the small Swin denoiser (``cfg.masked``) or its unmasked
+    baseline, on clean images with Gaussian noise of ``cfg.sigma`` only; L1 loss, Adam,
+    cosine decay; the weight moving average (``cfg.ema``) is validated and saved.
+
+    ``cfg.widths`` is ``(dim, encoder depth, middle depth, decoder depth)``. Validation:
+    held-out crops with the training noise and with noises never seen in training
+    (:data:`MIT_VAL_NOISES`); PSNR of the average network's output, no attention mask.
+    """
+    import copy
+
+    import torch
+
+    from .nets.swin import SwinDenoiser
+
+    _setup(cfg)
+    if len(cfg.widths) != 4:
+        raise ValueError(f"masked-transformer widths are (dim, depth, depth, depth), got {cfg.widths}")
+    train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
+    vclean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
+    vrng = np.random.default_rng(cfg.seed + 5151)
+    vnoisy = {k: _mit_noise(vclean, k, vrng).astype(np.float32) for k in MIT_VAL_NOISES}
+    net = SwinDenoiser(cfg.widths[0], cfg.widths[1:]).to(memory_format=torch.channels_last)
+    avg = copy.deepcopy(net)
+    for p in avg.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+
+    def average(net):
+        with torch.no_grad():
+            for pa, p in zip(avg.parameters(), net.parameters()):
+                pa.lerp_(p, 1.0 - cfg.ema)
+
+    def validate(net, recent):
+        return {"train_loss": round(float(np.mean(recent)), 5), **_validate_mit(avg, vclean, vnoisy)}
+
+    history, seconds = _fit(cfg, net, opt, train, _mit_loss, validate, progress, after_step=average)
+    return _save(cfg, avg, history, seconds, sources, {
+        "method": "masked-transformer",
+        "masked": cfg.masked,
+        "architecture": {"class": "SwinDenoiser", "widths": list(cfg.widths), "heads": avg.heads,
+                         "window": avg.window, "parameters": sum(p.numel() for p in avg.parameters())},
+        "mask_ratio": list(cfg.mask_ratio) if cfg.masked else None,
+        "attn_drop": cfg.attn_drop if cfg.masked else 0.0,
+        "noise": f"Gaussian, sigma {cfg.sigma}/255",
+        "optimiser": f"Adam lr {cfg.lr}, {'constant' if cfg.constant_lr else 'cosine decay'}, "
+                     f"grad-norm clip {cfg.clip}, L1; weight moving average {cfg.ema} (saved)",
     })
 
 
@@ -503,10 +622,11 @@ def _setup(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
 
 
-def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
+def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, after_step=None):
     """The training loop shared by every trainer: cosine schedule on the nearer of the
-    iteration and time budgets, gradient clipping, validation rows to ``progress`` and
-    the log, a partial checkpoint at every validation. Returns ``(history, seconds)``."""
+    iteration and time budgets, gradient clipping, ``after_step(net)`` after every
+    optimiser step (a weight average), validation rows to ``progress`` and the log, a
+    partial checkpoint at every validation. Returns ``(history, seconds)``."""
     import torch
 
     rng = np.random.default_rng(cfg.seed)
@@ -541,6 +661,8 @@ def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress):
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
         opt.step()
+        if after_step is not None:
+            after_step(net)
         recent.append(float(loss.detach()))
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
