@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", type=int, choices=(1, 2), default=1,
                    help="meta-tta: 1 = meta-auxiliary pre-training (classic noise mix), "
                         "2 = meta-transfer (MAML) on realistic noise, from --init")
-    t.add_argument("--init", default=None, help="meta-tta stage 2: the stage-1 weights (.pt) to start from")
+    t.add_argument("--init", default=None, help="meta-tta stage 2: the stage-1 weights (.pt) to start from; "
+                   "masked-transformer: earlier weights (.pt) to continue training")
     t.add_argument("--inner-steps", type=int, default=5, help="meta-tta: head-only inner steps K (default 5)")
     t.add_argument("--base-weight", type=float, default=0.0,
                    help="meta-tta stage 2: weight of the unadapted output's L1 in the outer loss (default 0)")
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", type=int, default=128)
     t.add_argument("--lr", type=float, default=None, help="default 2e-3 (zero-shot), 1e-3 (ttt-mim)")
     t.add_argument("--widths", default=None, help="channels per level (default 16,32,64; meta-tta 24,32,48); masked-transformer: "
-                        "dim and the depths of its three groups (default 32,2,2,2)")
+                        "convolution channels, token width, blocks per attention group (default 16,48,2,2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--val-every", type=int, default=500)
@@ -101,7 +102,7 @@ _TRAIN_DEFAULTS = {
     "meta-tta": {"mask_ratio": "0.5", "lr": 1e-3, "clip": 0.0, "weight_decay": 0.0, "widths": "24,32,48"},
     # input-mask ratio 80-90% and lr as the reference (Adam 1e-4, METHODS.md section 4)
     "masked-transformer": {"mask_ratio": "0.8,0.9", "lr": 1e-4, "clip": 0.0, "weight_decay": 0.0,
-                           "widths": "32,2,2,2"},
+                           "widths": "16,48,2,2"},
 }
 
 

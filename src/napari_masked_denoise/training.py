@@ -569,7 +569,7 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
     baseline, on clean images with Gaussian noise of ``cfg.sigma`` only; L1 loss, Adam,
     cosine decay; the weight moving average (``cfg.ema``) is validated and saved.
 
-    ``cfg.widths`` is ``(dim, encoder depth, middle depth, decoder depth)``. Validation:
+    ``cfg.widths`` is ``(convolution channels, token width, blocks per attention group...)``. Validation:
     held-out crops with the training noise and with noises never seen in training
     (:data:`MIT_VAL_NOISES`); PSNR of the average network's output, no attention mask.
     """
@@ -580,22 +580,35 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
     from .nets.swin import SwinDenoiser
 
     _setup(cfg)
-    if len(cfg.widths) != 4:
-        raise ValueError(f"masked-transformer widths are (dim, depth, depth, depth), got {cfg.widths}")
+    if len(cfg.widths) < 3:
+        raise ValueError(f"masked-transformer widths are (conv, dim, depth, ...), got {cfg.widths}")
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
     vclean, _, _ = _val_set(val, cfg.crop, cfg.val_images, cfg.seed)
     vrng = np.random.default_rng(cfg.seed + 5151)
     vnoisy = {k: _mit_noise(vclean, k, vrng).astype(np.float32) for k in MIT_VAL_NOISES}
-    net = SwinDenoiser(cfg.widths[0], cfg.widths[1:]).to(memory_format=torch.channels_last)
+    net = SwinDenoiser(cfg.widths[0], cfg.widths[1], cfg.widths[2:]).to(memory_format=torch.channels_last)
+    init_info = None
+    if cfg.init:  # continue an earlier run (its saved average) with a new schedule
+        from .weights import load_state
+
+        state, init_info = load_state(cfg.init)
+        if init_info.get("masked", cfg.masked) != cfg.masked:
+            raise ValueError(f"--init {cfg.init} was trained with masked={init_info.get('masked')}, "
+                             f"this run has masked={cfg.masked}")
+        net.load_state_dict(state)
     avg = copy.deepcopy(net)
     for p in avg.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
 
-    def average(net):
+    steps = [0]
+
+    def average(net):  # with the usual warm-up, so that the random start fades at once
+        steps[0] += 1
+        decay = min(cfg.ema, (1 + steps[0]) / (10 + steps[0]))
         with torch.no_grad():
             for pa, p in zip(avg.parameters(), net.parameters()):
-                pa.lerp_(p, 1.0 - cfg.ema)
+                pa.lerp_(p, 1.0 - decay)
 
     def validate(net, recent):
         return {"train_loss": round(float(np.mean(recent)), 5), **_validate_mit(avg, vclean, vnoisy)}
@@ -604,13 +617,16 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
     return _save(cfg, avg, history, seconds, sources, {
         "method": "masked-transformer",
         "masked": cfg.masked,
+        "init": None if not init_info else {"file": init_info.get("file"), "sha256": init_info.get("sha256"),
+                                            "iterations": init_info.get("iterations")},
         "architecture": {"class": "SwinDenoiser", "widths": list(cfg.widths), "heads": avg.heads,
                          "window": avg.window, "parameters": sum(p.numel() for p in avg.parameters())},
         "mask_ratio": list(cfg.mask_ratio) if cfg.masked else None,
         "attn_drop": cfg.attn_drop if cfg.masked else 0.0,
         "noise": f"Gaussian, sigma {cfg.sigma}/255",
         "optimiser": f"Adam lr {cfg.lr}, {'constant' if cfg.constant_lr else 'cosine decay'}, "
-                     f"grad-norm clip {cfg.clip}, L1; weight moving average {cfg.ema} (saved)",
+                     f"grad-norm clip {cfg.clip}, L1; weight moving average {cfg.ema} with warm-up "
+                     "min(decay, (1 + t) / (10 + t)) (saved)",
     })
 
 

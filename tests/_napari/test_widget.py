@@ -257,3 +257,22 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     assert "vol preview" in viewer.layers and widget.last_result.method == "meta-tta"
     widget.method_combo.value = "zero-shot"
     assert widget.tile_spin.value == 256 and not widget._mask_supported
+
+
+def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((2, 64, 64)), name="vol")
+    widget.set_layer("vol")
+    widget.method_combo.value = "masked-transformer"
+    assert widget.tile_spin.value == 1024 and not widget._mask_supported
+    assert list(widget.preset_combo.choices) == ["fast", "reference", "unmasked"]
+    widget.options = {}  # no shipped weights yet: a one-line error, no layers
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.status.value.startswith("error:") and "weights" in widget.status.value
+    assert [lay.name for lay in viewer.layers] == ["vol"]
+    widget.options = {"weights": "none", "widths": (8, 16, 2, 2)}  # own (here: untrained) weights run
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert widget.last_result.method == "masked-transformer" and widget.last_result.complete
+    assert viewer.layers["vol denoised"].data.shape == (2, 64, 64)

@@ -11,6 +11,7 @@ _REGISTRY = {
     "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
     "ttt-mim": "napari_masked_denoise.methods.ttt_mim:TTTMIM",
     "meta-tta": "napari_masked_denoise.methods.meta_tta:MetaTTA",
+    "masked-transformer": "napari_masked_denoise.methods.masked_transformer:MaskedTransformer",
 }
 
 
