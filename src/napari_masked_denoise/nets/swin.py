@@ -76,7 +76,9 @@ class _Attention(nn.Module):
         self._cached = None  # weights may change
         return super().train(mode)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, batch: int, hw=None) -> torch.Tensor:
+        """``x``: windows ``(B * nW, N, C)``; ``mask``: the shifted-window mask of the token
+        grid ``hw`` (``None`` for unshifted windows)."""
         bn, n, c = x.shape
         qkv = self.qkv(x).view(bn, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         bias = self.bias_table[self.rel_index.view(-1)].view(n, n, self.heads).permute(2, 0, 1)
@@ -85,7 +87,7 @@ class _Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0).to(x.dtype))
         else:  # one image at a time, so that the (nW, heads, N, N) mask is used as it is
             nw = mask.shape[0]
-            key = (mask.shape, mask.device, x.dtype, self.bias_table._version)
+            key = (tuple(hw), mask.device, x.dtype, self.bias_table._version)
             if not torch.is_grad_enabled() and self._cached is not None and self._cached[0] == key:
                 attn_mask = self._cached[1]  # inference: the bias is fixed, the sum can be reused
             else:
@@ -119,7 +121,7 @@ class _Block(nn.Module):
             t = torch.roll(t, (-s, -s), (1, 2))
         t = _windows(t, w)
         mask = _shift_mask(h, wd, w, s, x.device) if s else None
-        t = _unwindows(self.attn(t, mask, b), w, b, h, wd)
+        t = _unwindows(self.attn(t, mask, b, (h, wd)), w, b, h, wd)
         if s:
             t = torch.roll(t, (s, s), (1, 2))
         x = x + t
