@@ -601,11 +601,8 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
         p.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
 
-    steps = [0]
-
-    def average(net):  # with the usual warm-up, so that the random start fades at once
-        steps[0] += 1
-        decay = min(cfg.ema, (1 + steps[0]) / (10 + steps[0]))
+    def average(net, it):  # with the usual warm-up, so that the random start fades at once
+        decay = min(cfg.ema, (1 + it) / (10 + it))
         with torch.no_grad():
             for pa, p in zip(avg.parameters(), net.parameters()):
                 pa.lerp_(p, 1.0 - decay)
@@ -640,7 +637,7 @@ def _setup(cfg: TrainConfig) -> None:
 
 def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, after_step=None):
     """The training loop shared by every trainer: cosine schedule on the nearer of the
-    iteration and time budgets, gradient clipping, ``after_step(net)`` after every
+    iteration and time budgets, gradient clipping, ``after_step(net, iteration)`` after every
     optimiser step (a weight average), validation rows to ``progress`` and the log, a
     partial checkpoint at every validation. Returns ``(history, seconds)``."""
     import torch
@@ -678,7 +675,7 @@ def _fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, afte
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
         opt.step()
         if after_step is not None:
-            after_step(net)
+            after_step(net, it)
         recent.append(float(loss.detach()))
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
