@@ -25,19 +25,19 @@ def test_denoise_returns_float32_arrays_of_the_input_shape(camera_noisy, psnr):
 def test_axes_are_guessed_and_said_so():
     vol = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
     with pytest.warns(AxesGuessedWarning, match="ZYX"):
-        r = nmd.denoise(vol, iterations=2, fill_passes=1)
+        r = nmd.denoise(vol, method="zero-shot", iterations=2, fill_passes=1)
     assert r.axes == "ZYX" and r.axes_guessed and r.mode == "once"
 
 
 def test_rgb_channels_are_denoised_independently():
     img = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
-    r = nmd.denoise(img, axes="YXC", iterations=2)
+    r = nmd.denoise(img, axes="YXC", method="zero-shot", iterations=2)
     assert r.denoised.shape == img.shape
 
 
 def test_denoise_to_zarr_and_list_methods(tmp_path):
     vol = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
-    res = nmd.denoise_to_zarr(vol, tmp_path / "o.zarr", axes="ZYX", iterations=2, fill_passes=1)
+    res = nmd.denoise_to_zarr(vol, tmp_path / "o.zarr", axes="ZYX", method="zero-shot", iterations=2, fill_passes=1)
     assert res.complete and res.denoised.shape == vol.shape
     assert "zero-shot" in nmd.list_methods() and "fast" in nmd.list_methods()["zero-shot"]
 

@@ -25,7 +25,7 @@ OK = np.zeros((32, 32), np.float32)
 )
 def test_bad_arrays_get_one_line_errors(image, axes, match):
     with pytest.raises(DenoiseError, match=match) as err:
-        denoise(image, axes=axes, iterations=1)
+        denoise(image, axes=axes, method="zero-shot", iterations=1)
     assert "\n" not in str(err.value)
 
 
@@ -35,21 +35,21 @@ def test_inf_in_a_lazy_input_stops_with_an_incomplete_store(tmp_path):
     data[1, 5, 5] = np.inf
     src[:] = data
     with pytest.raises(DenoiseError, match="NaN or Inf"):
-        denoise_to_zarr(src, tmp_path / "out.zarr", axes="ZYX", mode="per-tile", iterations=1)
+        denoise_to_zarr(src, tmp_path / "out.zarr", axes="ZYX", mode="per-tile", method="zero-shot", iterations=1)
     assert open_result(tmp_path / "out.zarr")["complete"] is False
 
 
 def test_existing_output_needs_overwrite_and_non_stores_are_never_deleted(tmp_path):
     out = tmp_path / "o.zarr"
-    denoise_to_zarr(OK, out, axes="YX", iterations=1)
+    denoise_to_zarr(OK, out, axes="YX", method="zero-shot", iterations=1)
     with pytest.raises(DenoiseError, match="exists; pass overwrite"):
-        denoise_to_zarr(OK, out, axes="YX", iterations=1)
-    denoise_to_zarr(OK, out, axes="YX", iterations=1, overwrite=True)
+        denoise_to_zarr(OK, out, axes="YX", method="zero-shot", iterations=1)
+    denoise_to_zarr(OK, out, axes="YX", method="zero-shot", iterations=1, overwrite=True)
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("x")
     with pytest.raises(DenoiseError, match="not a zarr store"):
-        denoise_to_zarr(OK, precious, axes="YX", iterations=1, overwrite=True)
+        denoise_to_zarr(OK, precious, axes="YX", method="zero-shot", iterations=1, overwrite=True)
     assert (precious / "chapter1.tex").exists()
 
 
@@ -58,7 +58,7 @@ def test_output_equal_to_input_is_refused(tmp_path):
     src = zarr.create_array(store=str(p), shape=(32, 32), dtype="f4")
     src[:] = 1.0
     with pytest.raises(DenoiseError, match="would overwrite the input"):
-        denoise_to_zarr(src, p, axes="YX", input_path=p, overwrite=True, iterations=1)
+        denoise_to_zarr(src, p, axes="YX", input_path=p, overwrite=True, method="zero-shot", iterations=1)
     assert zarr.open_array(str(p))[:].min() == 1.0
 
 

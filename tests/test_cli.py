@@ -5,7 +5,7 @@ import zarr
 
 from napari_masked_denoise.cli import main
 
-FAST = ["-o", "iterations=3", "-o", "fill_passes=1", "-q"]
+FAST = ["--method", "zero-shot", "-o", "iterations=3", "-o", "fill_passes=1", "-q"]
 
 
 @pytest.fixture

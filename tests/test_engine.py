@@ -11,6 +11,7 @@ FAST = {"iterations": 4, "fill_passes": 2}
 
 def _run(image, out=None, **kw):
     kw.setdefault("options", FAST)
+    kw.setdefault("method", "zero-shot")
     return run_to_completion(denoise_iter(image, out, **kw))
 
 

@@ -1,7 +1,7 @@
 """The scripting API, for notebooks and the napari console.
 
 >>> from napari_masked_denoise import denoise
->>> r = denoise(viewer.layers[0].data, method="zero-shot", preset="fast")  # doctest: +SKIP
+>>> r = denoise(viewer.layers[0].data)  # method "auto"  # doctest: +SKIP
 >>> viewer.add_image(r.denoised)                                           # doctest: +SKIP
 """
 
@@ -65,8 +65,8 @@ def _warn_guess(res: StoreResult) -> None:
 
 def denoise(
     image,
-    method: str = "zero-shot",
-    preset: str = "fast",
+    method: str = "auto",
+    preset: str | None = None,
     axes: str | None = None,
     device=None,
     seed: int = 0,
@@ -84,7 +84,10 @@ def denoise(
         numpy, dask or zarr array; for inputs larger than memory use
         :func:`denoise_to_zarr`.
     method, preset : str
-        See ``masked-denoise methods`` or :func:`list_methods`.
+        See ``masked-denoise methods`` or :func:`list_methods`. The default, ``auto``,
+        scores its candidate methods on held-out pixels of a sample and runs the best;
+        ``info["method_report"]`` says which and why. The default preset is the
+        method's first.
     axes : str, optional
         e.g. ``"YX"``, ``"ZYX"``, ``"YXC"``; guessed (with a warning) for 2-D and 3-D.
     device : str, optional
@@ -119,8 +122,8 @@ def denoise(
 def denoise_to_zarr(
     image,
     output,
-    method: str = "zero-shot",
-    preset: str = "fast",
+    method: str = "auto",
+    preset: str | None = None,
     axes: str | None = None,
     device=None,
     seed: int = 0,

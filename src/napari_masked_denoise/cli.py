@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="denoise INPUT into the zarr store OUTPUT")
     r.add_argument("input", help="zarr / OME-Zarr store (or an array inside one), TIFF or PNG")
     r.add_argument("output", help="zarr store to write (arrays 'denoised' and 'noise_map')")
-    r.add_argument("--method", default="zero-shot", help="see 'masked-denoise methods'")
-    r.add_argument("--preset", default="fast")
+    r.add_argument("--method", default="auto",
+                   help="see 'masked-denoise methods'; default auto: the best of its candidates "
+                        "by held-out pixels")
+    r.add_argument("--preset", default=None, help="default: the method's first")
     r.add_argument("--axes", default=None, help="e.g. ZYX, TCZYX, YXC; guessed for 2-D/3-D")
     r.add_argument("--mode", choices=("per-tile", "once"), default=None,
                    help="adapt per tile, or once on a sample then process every tile "
@@ -178,6 +180,10 @@ def _run(args) -> int:
     print(f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)")
     print(f"sigma    {res.sigma:.6g} (robust noise estimate, input units)")
     print(f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})")
+    from .methods.auto import describe_report
+
+    for line in describe_report(res.info.get("method_report", {}), res.info["intensity_range"]):
+        print(line)
     return 0
 
 

@@ -263,8 +263,8 @@ def denoise_iter(
     image,
     output=None,
     *,
-    method: str = "zero-shot",
-    preset: str = "fast",
+    method: str = "auto",
+    preset: str | None = None,
     axes: str | None = None,
     mode: str | None = None,
     device=None,
@@ -288,7 +288,8 @@ def denoise_iter(
     output : str, path, zarr store or None
         Where the group is written; ``None`` keeps it in memory.
     method, preset : str
-        A registered method and one of its presets (``masked-denoise methods``).
+        A registered method and one of its presets (``masked-denoise methods``); the
+        default preset is the method's first.
     axes : str, optional
         e.g. ``"ZYX"``, ``"TCZYX"``; guessed for 2-D and 3-D inputs when omitted.
     mode : {"per-tile", "once"}, optional
@@ -339,6 +340,8 @@ def denoise_iter(
     if scale is not None and len(scale) != len(axes):
         raise DenoiseError(f"scale has {len(scale)} values but the axes {axes!r} {len(axes)}")
     dev = select_device(device)
+    if preset is None:
+        preset = next(iter(get_method(method).presets))
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
     tile = int(tile if tile is not None else meth.default_tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)
@@ -406,12 +409,12 @@ def denoise_iter(
         group=group, axes=axes, axes_guessed=guessed, method=method, preset=preset, mode=mode,
         sigma=float("nan"), seconds=0.0, complete=False, path=path,
         info={"device": str(dev), "tiles": len(jobs), "plane_batch": batch, "halo": meta_halo(meth),
-              "extras": extras},
+              "extras": extras, "intensity_range": (lo, hi)},
     )
     span = hi - lo
 
     # ---- once mode: adapt on a sample (or reload the adaptation of an earlier run)
-    if mode == "once":
+    if mode == "once" or meth.needs_sample:
         if "method_state" in group:
             meth.load_state_bytes(bytes(group["method_state"][:]))
         else:
@@ -459,12 +462,26 @@ def denoise_iter(
     result.sigma = float(np.nanmedian(sig)) if np.isfinite(sig).any() else float("nan")
     result.seconds = time.perf_counter() - t0
     result.complete = True
+    if meth.report:
+        result.info["method_report"] = meth.report
     meta = dict(group.attrs[ATTR])
     meta.update(
-        complete=True, sigma=result.sigma, finished=time.strftime("%Y-%m-%dT%H:%M:%S")
+        complete=True, sigma=result.sigma, finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"method_report": _jsonable(meth.report)} if meth.report else {}),
     )
     group.attrs[ATTR] = meta
     return result
+
+
+def _jsonable(obj):
+    """``obj`` with non-finite floats as None (zarr attributes are strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def meta_halo(meth) -> int:

@@ -31,6 +31,7 @@ def viewer_widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = DenoiseWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Masked denoise test")
+    widget.method_combo.value = "zero-shot"  # the default is auto
     widget.options = dict(FAST)
     widget.device_combo.value = "cpu"
     yield viewer, widget
@@ -46,9 +47,8 @@ def test_dock_via_manifest_lists_image_layers(make_napari_viewer):
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Masked denoise")
     assert isinstance(widget, DenoiseWidget)
     assert list(widget.layer_combo.choices) == ["cells"]
-    assert widget.method_combo.value == "zero-shot"
-    assert "fast" in widget.preset_combo.choices
-    assert widget.tile_spin.value == 256
+    assert widget.method_combo.value == "auto"
+    assert list(widget.preset_combo.choices) == ["quality", "fast"]
     viewer.add_image(_image((64, 64), 1), name="other")
     assert set(widget.layer_combo.choices) == {"cells", "other"}
     viewer.layers.remove("cells")

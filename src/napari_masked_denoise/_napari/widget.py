@@ -354,7 +354,7 @@ class DenoiseWidget(QWidget):
         meta = {
             "sigma": res.sigma, "seconds": res.seconds, "method": res.method,
             "preset": res.preset, "mode": res.mode, "axes": res.axes, "store": res.path,
-            "source": layer.name,
+            "source": layer.name, "method_report": res.info.get("method_report", {}),
         }
         common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
         self.viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
@@ -367,7 +367,7 @@ class DenoiseWidget(QWidget):
             data = np.asarray(arr[...]) if in_memory else arr
             self.viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
                                   opacity=0.5, blending="additive", **common)
-        self.status.value = f"done: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
+        self.status.value = f"done: {_choice(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s"
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
         self.last_result = res
@@ -394,3 +394,13 @@ class DenoiseWidget(QWidget):
                 data, name=name, scale=scale, translate=translate, rgb=layer.rgb, metadata=meta
             )
         self.status.value = f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
+
+
+def _choice(res: StoreResult) -> str:
+    """``auto``'s choice and estimated gain, for the status line ('' for other methods)."""
+    rep = res.info.get("method_report") or {}
+    if not rep.get("choice"):
+        return ""
+    gain = rep.get("estimated_gain_db")
+    est = f", est. {gain:+.1f} dB" if gain is not None and np.isfinite(gain) else ""
+    return f"auto chose {rep['choice']}{est}; "

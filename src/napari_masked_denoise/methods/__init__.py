@@ -8,10 +8,15 @@ __all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_
 
 # name -> "module:Class"; modules are imported only when a method is used
 _REGISTRY = {
+    "auto": "napari_masked_denoise.methods.auto:Auto",
     "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
     "ttt-mim": "napari_masked_denoise.methods.ttt_mim:TTTMIM",
     "meta-tta": "napari_masked_denoise.methods.meta_tta:MetaTTA",
     "masked-transformer": "napari_masked_denoise.methods.masked_transformer:MaskedTransformer",
+    "tv": "napari_masked_denoise.methods.classical:TV",
+    "nlm": "napari_masked_denoise.methods.classical:NonLocalMeans",
+    "wavelet": "napari_masked_denoise.methods.classical:Wavelet",
+    "bm3d": "napari_masked_denoise.methods.classical:BM3D",
 }
 
 

@@ -43,6 +43,9 @@ class Method:
     summary: ClassVar[str]
     presets: ClassVar[dict[str, Preset]]
     defaults: ClassVar[dict[str, Any]]
+    needs_sample: ClassVar[bool] = False
+    """Whether :meth:`adapt` runs on the sample in ``per-tile`` mode too (``auto`` chooses
+    its method there)."""
     preview_options: ClassVar[dict[str, Any]] = {}
     """Options that make a quick preview of one slice (merged under the user's options)."""
 
@@ -67,6 +70,9 @@ class Method:
         self.device = device
         self.seed = int(seed)
         self.options = {**self.defaults, **self.presets[preset].options, **options}
+        self.report: dict = {}
+        """What the method decided, JSON-able (``auto``: the choice and the held-out
+        scores); the engine copies it into ``info["method_report"]`` and the store."""
 
     # -- geometry the engine needs -------------------------------------------------
     halo: int = 0

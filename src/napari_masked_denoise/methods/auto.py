@@ -1,0 +1,205 @@
+"""``auto``: choose the method and preset per image by their held-out error.
+
+Every candidate (``"method:preset"``) denoises the sample of tiles the engine gives
+:meth:`adapt` (in both modes), with a few % of its pixels held out
+(:mod:`napari_masked_denoise.holdout`); the one whose output is closest to the noisy
+values at those pixels wins, and every tile is then processed by the winner alone. In
+``once`` mode each candidate adapts on the sample as it would alone and the winner keeps
+that adaptation; in ``per-tile`` mode the winner adapts to every tile. The cost is the
+candidates' runs on the sample plus the winner's run.
+
+The report (``result.info["method_report"]``, the CLI summary, the widget) gives the
+choice, every candidate's held-out loss and seconds, and, read against the noise
+variance (scikit-image's wavelet estimate), the estimated PSNR of the output and its gain
+over the input, in the units of the normalised image (data range 1 = the input's
+intensity range used by the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..masks import Coords
+from .base import Method, Preset
+
+__all__ = ["Auto", "default_candidates", "describe_report"]
+
+_FAST = ("wavelet", "tv:fixed", "tv:calibrated", "nlm", "bm3d", "ttt-mim:no-adapt", "meta-tta:no-adapt")
+_QUALITY = _FAST + ("ttt-mim:fast", "zero-shot:fast", "zero-shot:real-fast")
+
+
+def _available(spec: str) -> bool:
+    name = spec.split(":")[0]
+    if name == "bm3d":
+        import importlib.util
+
+        return importlib.util.find_spec("bm3d") is not None
+    if name == "masked-transformer":
+        from ..weights import available
+
+        return name in available()
+    return True
+
+
+def default_candidates(preset: str = "quality") -> tuple[str, ...]:
+    """The candidates of a preset that this installation can run (BM3D needs ``bm3d``)."""
+    return tuple(c for c in (_QUALITY if preset == "quality" else _FAST) if _available(c))
+
+
+def _split(spec: str) -> tuple[str, str | None]:
+    name, _, preset = str(spec).partition(":")
+    return name.strip(), (preset.strip() or None)
+
+
+class Auto(Method):
+    name = "auto"
+    summary = "choose the method and preset per image by the held-out error of every candidate"
+    presets = {
+        "quality": Preset(
+            "classical peers, the networks without adaptation, TTT-MIM fast and zero-shot filling "
+            "(synthetic and real-noise weights)", {"candidates": "quality"}),
+        "fast": Preset("classical peers and the networks without adaptation (seconds per image)",
+                       {"candidates": "fast"}),
+    }
+    defaults = {
+        "candidates": "quality",
+        "holdout": 0.03,
+        "radius": 0,
+        "budget": 0.0,
+    }
+    needs_sample = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from .._axes import DenoiseError
+        from . import get_method
+
+        o = self.options
+        cands = o["candidates"]
+        if isinstance(cands, str) and cands in ("quality", "fast"):
+            specs = default_candidates(cands)
+        else:
+            specs = tuple(c.strip() for c in (cands.split(",") if isinstance(cands, str) else cands) if c.strip())
+        if not specs:
+            raise DenoiseError("auto needs at least one candidate")
+        if not 0.0 < float(o["holdout"]) <= 0.2:
+            raise DenoiseError(f"holdout must be in (0, 0.2], got {o['holdout']}")
+        self.radius = int(o["radius"])
+        if not 0 <= self.radius <= 3:
+            raise DenoiseError(f"radius must be 0 to 3, got {o['radius']}")
+        self.candidates: dict[str, Method] = {}
+        for spec in specs:
+            name, preset = _split(spec)
+            if name == "auto":
+                raise DenoiseError("auto cannot be its own candidate")
+            cls = get_method(name)
+            preset = preset or next(iter(cls.presets))
+            m = cls(preset=preset, mode=self.mode, device=self.device, seed=self.seed)
+            self.candidates[f"{name}:{preset}"] = m
+        ms = list(self.candidates.values())
+        self.halo = max(m.halo for m in ms)
+        self.align = math.lcm(*(m.align for m in ms))
+        self.default_tile = max(m.default_tile for m in ms)
+        self.chosen: str | None = None
+        self.report = {"choice": None, "candidates": list(self.candidates)}
+
+    # -- scoring ----------------------------------------------------------------------
+    def _score(self, y: np.ndarray, coords: Coords) -> Iterator[tuple[int, int, dict]]:
+        """Run every candidate on ``y`` with held-out pixels; yields progress, then the
+        scores ``{spec: {"loss", "seconds"}}`` as the last item's third field."""
+        from ..holdout import hide, holdout_loss, holdout_mask
+
+        m = holdout_mask(y.shape, coords, self.seed, float(self.options["holdout"]), self.radius)
+        hidden = hide(y, m, self.radius)
+        scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
+        n = len(self.candidates)
+        for i, (spec, meth) in enumerate(self.candidates.items()):
+            if scores and budget > 0 and time.perf_counter() - t_start > budget:
+                scores[spec] = {"loss": None, "seconds": 0.0, "skipped": "time budget"}
+                continue
+            t = time.perf_counter()
+            if self.mode == "once":
+                for step, total in meth.adapt(hidden, coords):
+                    yield i * 1000 + int(1000 * step / max(total, 1)), n * 1000, {}
+            out = meth.process(hidden, coords)
+            scores[spec] = {"loss": holdout_loss(out, y, m), "seconds": time.perf_counter() - t}
+            yield (i + 1) * 1000, n * 1000, {}
+        yield n * 1000, n * 1000, scores
+
+    def _choose(self, scores: dict, y: np.ndarray) -> str:
+        from ..holdout import Estimate, noise_variance
+
+        ok = {k: v for k, v in scores.items() if v.get("loss") is not None and np.isfinite(v["loss"])}
+        if not ok:
+            from .._axes import DenoiseError
+
+            raise DenoiseError("auto: no candidate gave a finite held-out loss")
+        best = min(ok, key=lambda k: ok[k]["loss"])
+        var = noise_variance(y)
+        est = Estimate(ok[best]["loss"], var)
+        self.report.update(
+            choice=best,
+            scores={k: {"loss": v.get("loss"), "seconds": round(v["seconds"], 3),
+                        **({"skipped": v["skipped"]} if "skipped" in v else {})} for k, v in scores.items()},
+            noise_sigma=math.sqrt(var),
+            estimated_mse=est.mse, estimated_psnr=est.psnr, estimated_gain_db=est.gain_db,
+        )
+        return best
+
+    # -- the work ---------------------------------------------------------------------
+    def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
+        scores = {}
+        for step, total, s in self._score(sample, coords):
+            scores = s or scores
+            yield step, total
+        self._set_choice(self._choose(scores, sample))
+
+    def _set_choice(self, spec: str) -> None:
+        self.chosen = spec
+        for k in [k for k in self.candidates if k != spec]:
+            del self.candidates[k]  # free the other candidates' networks
+
+    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+        return self.candidates[self.chosen].process(block, coords)
+
+    # -- resume -------------------------------------------------------------------------
+    def state_bytes(self) -> bytes:
+        if self.chosen is None:
+            return b""
+        head = json.dumps({"report": self.report}).encode()
+        return len(head).to_bytes(8, "little") + head + self.candidates[self.chosen].state_bytes()
+
+    def load_state_bytes(self, data: bytes) -> None:
+        if not data:
+            return
+        n = int.from_bytes(data[:8], "little")
+        self.report = json.loads(data[8:8 + n].decode())["report"]
+        self._set_choice(self.report["choice"])
+        self.candidates[self.chosen].load_state_bytes(data[8 + n:])
+
+
+def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
+    """Lines for a user: the choice, the estimates, the candidates by held-out loss."""
+    if not report or not report.get("choice"):
+        return []
+    span = float(intensity_range[1] - intensity_range[0])
+    lines = [f"chose    {report['choice']} (lowest held-out loss of {len(report['scores'])} candidates)"]
+    mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
+    if mse is not None and gain is not None and np.isfinite(gain):
+        lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
+                     f"PSNR gain {gain:+.1f} dB over the input (held-out pixels; noise sigma "
+                     f"{report['noise_sigma'] * span:.4g})")
+    ranked = sorted(report["scores"].items(),
+                    key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0))
+    best = ranked[0][1]["loss"]
+    for spec, sc in ranked:
+        if sc.get("loss") is None:
+            lines.append(f"    {spec:24s} skipped ({sc.get('skipped', 'failed')})")
+        else:
+            lines.append(f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  {sc['seconds']:7.2f} s")
+    return lines

@@ -1,0 +1,151 @@
+"""Held-out pixels, the classical methods, and ``auto`` choosing between candidates."""
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_masked_denoise import DenoiseError, denoise, denoise_to_zarr
+from napari_masked_denoise.holdout import Estimate, hide, holdout_loss, holdout_mask, noise_variance
+from napari_masked_denoise.masks import Coords
+
+CHEAP = "wavelet,tv:fixed,nlm"
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2])
+def test_holdout_mask_is_sparse_off_the_border_and_tiling_invariant(radius):
+    m = holdout_mask((2, 200, 200), seed=3, frac=0.03, radius=radius)
+    share = m.mean() * (2 * radius + 1)
+    assert 0.012 < share < 0.031
+    b = radius + 1
+    assert not m[:, :b].any() and not m[:, -b:].any() and not m[:, :, :b].any() and not m[:, :, -b:].any()
+    if radius:  # blocks never touch: no other centre within 2 * radius (Chebyshev)
+        n, ys, xs = np.nonzero(m)
+        for k in range(0, len(ys), 7):
+            same = (n == n[k]) & (np.maximum(abs(ys - ys[k]), abs(xs - xs[k])) <= 2 * radius)
+            assert same.sum() == 1
+    else:  # a crop sees the same pixels as the whole image (positions are hashed)
+        crop = holdout_mask((1, 80, 90), Coords([1], 50, 60), seed=3, frac=0.03)
+        np.testing.assert_array_equal(crop[0, 1:-1, 1:-1], m[1, 51:129, 61:149])
+
+
+@pytest.mark.parametrize("radius", [0, 2])
+def test_hidden_input_never_depends_on_the_held_out_values(radius):
+    rng = np.random.default_rng(0)
+    y = rng.random((1, 64, 64)).astype(np.float32)
+    keep = y.copy()
+    m = holdout_mask(y.shape, frac=0.05, radius=radius)
+    a = hide(y, m, radius)
+    np.testing.assert_array_equal(y, keep)  # the input is not modified
+    from scipy.ndimage import binary_dilation
+
+    block = binary_dilation(m, np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+    y2 = y.copy()
+    y2[block] = rng.random(int(block.sum()))
+    np.testing.assert_array_equal(hide(y2, m, radius), a)
+    assert np.array_equal(a[~block], y[~block]) and not np.allclose(a[block], y[block])
+
+
+def test_holdout_loss_estimates_the_error_plus_the_noise_variance(camera_noisy):
+    from scipy.ndimage import gaussian_filter
+
+    clean, noisy = camera_noisy
+    y, x = noisy[None], clean[None]
+    m = holdout_mask(y.shape, frac=0.2)  # many pixels: a tight estimate for a test
+    out = np.stack([gaussian_filter(p, 1.0) for p in hide(y, m)])
+    loss = holdout_loss(out, y, m)
+    true_mse = float(np.mean((out - x)[m] ** 2))
+    assert abs((loss - 0.01) - true_mse) < 0.25 * true_mse
+    est = Estimate(loss, noise_variance(y))
+    assert abs(np.sqrt(est.noise_var) - 0.1) < 0.015
+    assert abs(est.mse - true_mse) < 0.5 * true_mse and np.isfinite(est.gain_db)
+
+
+@pytest.mark.parametrize("method,preset", [("tv", "fixed"), ("tv", "calibrated"), ("nlm", None),
+                                           ("wavelet", None), ("bm3d", None)])
+def test_classical_methods_denoise(camera_noisy, psnr, method, preset):
+    if method == "bm3d":
+        pytest.importorskip("bm3d")
+    clean, noisy = camera_noisy
+    r = denoise(noisy, method=method, preset=preset, axes="YX")
+    assert r.denoised.dtype == np.float32 and r.denoised.shape == noisy.shape
+    assert psnr(clean, r.denoised) > psnr(clean, noisy) + 4.0
+
+
+def test_bm3d_without_its_package_is_a_one_line_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bm3d", None)
+    with pytest.raises(DenoiseError, match="pip install bm3d") as err:
+        denoise(np.zeros((32, 32), np.float32), method="bm3d", axes="YX")
+    assert "\n" not in str(err.value)
+
+
+def test_nlm_tiled_equals_untiled_in_once_mode():
+    vol = np.random.default_rng(1).random((2, 90, 100)).astype(np.float32)
+    a = denoise(vol, method="nlm", axes="ZYX", mode="once", tile=512).denoised
+    b = denoise(vol, method="nlm", axes="ZYX", mode="once", tile=32).denoised
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_auto_picks_a_near_best_candidate_and_reports_its_estimate(camera_noisy, psnr):
+    clean, noisy = camera_noisy
+    r = denoise(noisy, axes="YX", candidates=CHEAP)
+    rep = r.info["method_report"]
+    assert r.method == "auto" and rep["choice"] in rep["scores"]
+    assert rep["choice"] == min(rep["scores"], key=lambda k: rep["scores"][k]["loss"])
+    true = {}
+    for spec in rep["scores"]:
+        name, _, preset = spec.partition(":")
+        true[spec] = psnr(clean, denoise(noisy, method=name, preset=preset, axes="YX").denoised)
+    assert true[rep["choice"]] > max(true.values()) - 0.5
+    np.testing.assert_allclose(r.denoised, denoise(noisy, method=rep["choice"].split(":")[0],
+                                                   preset=rep["choice"].split(":")[1], axes="YX").denoised)
+    # the estimated gain is close to the true one for white Gaussian noise
+    true_gain = psnr(clean, r.denoised) - psnr(clean, noisy)
+    assert abs(rep["estimated_gain_db"] - true_gain) < 2.0
+
+
+def test_auto_on_a_volume_chooses_once_and_resumes_with_its_choice(tmp_path):
+    vol = np.random.default_rng(2).normal(0.5, 0.1, (3, 64, 64)).astype(np.float32)
+    out = tmp_path / "o.zarr"
+    gen_res = denoise_to_zarr(vol, out, axes="ZYX", candidates="wavelet,tv:fixed", tile=32)
+    rep = gen_res.info["method_report"]
+    assert gen_res.mode == "once" and set(rep["scores"]) == {"wavelet:default", "tv:fixed"}
+    meta = zarr.open_group(str(out), mode="r").attrs["napari_masked_denoise"]
+    assert meta["method_report"]["choice"] == rep["choice"]
+
+    # an interrupted run finishes with the choice it made, without scoring again
+    from napari_masked_denoise.engine import denoise_iter
+
+    gen = denoise_iter(vol, tmp_path / "p.zarr", axes="ZYX", tile=32, options={"candidates": "wavelet,tv:fixed"})
+    for p in gen:
+        if p.stage == "tiles" and p.done == 2:
+            break
+    gen.close()
+    res = denoise_to_zarr(vol, tmp_path / "p.zarr", axes="ZYX", candidates="wavelet,tv:fixed", tile=32,
+                          resume=True)
+    np.testing.assert_allclose(res.denoised[...], gen_res.denoised[...], atol=1e-6)
+    assert res.info["method_report"]["choice"] == rep["choice"]
+
+
+def test_auto_time_budget_and_bad_candidates():
+    img = np.random.default_rng(3).random((48, 48)).astype(np.float32)
+    r = denoise(img, axes="YX", candidates="wavelet,tv:calibrated", budget=1e-9)
+    assert r.info["method_report"]["scores"]["tv:calibrated"]["skipped"] == "time budget"
+    for cands, match in [("magic", "unknown method"), ("tv:slow", "unknown preset"), ("", "at least one"),
+                         ("auto", "its own candidate")]:
+        with pytest.raises(DenoiseError, match=match):
+            denoise(img, axes="YX", candidates=cands)
+
+
+def test_cli_summary_says_what_auto_chose(tmp_path, capsys):
+    from skimage import io
+
+    from napari_masked_denoise.cli import main
+
+    img = (np.random.default_rng(4).random((64, 64)) * 255).astype(np.uint8)
+    io.imsave(tmp_path / "a.png", img, check_contrast=False)
+    assert main(["run", str(tmp_path / "a.png"), str(tmp_path / "o.zarr"), "-q",
+                 "-o", f"candidates={CHEAP}"]) == 0
+    text = capsys.readouterr().out
+    assert "method   auto / quality" in text and "chose    " in text and "held-out loss" in text
