@@ -56,18 +56,18 @@ def run(args) -> None:
     if RAW.exists():
         for line in RAW.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["preset"], r["case"], r["image"]))
+            done.add((r["preset"], r.get("radius", 0), r.get("fill", "mean"), r["case"], r["image"]))
     seen = set()
     with RAW.open("a") as out:
         for case, image, clean, noisy in cases():
             if not _matches(case, args.cases) or (args.first and case in seen):
                 continue
             seen.add(case)
-            if (args.preset, case, image) in done:
+            if (args.preset, args.radius, args.fill, case, image) in done:
                 continue
             t = time.perf_counter()
             res = denoise(noisy.copy(), method="auto", preset=args.preset, axes="YX", device="cpu",
-                          mode="per-tile", seed=0)
+                          mode="per-tile", seed=0, radius=args.radius, fill=args.fill)
             auto_s = time.perf_counter() - t
             rep = res.info["method_report"]
             lo, hi = res.info["intensity_range"]
@@ -82,7 +82,7 @@ def run(args) -> None:
                                "loss": rep["scores"][spec]["loss"],
                                "sample_seconds": rep["scores"][spec]["seconds"]}
             row = {
-                "preset": args.preset, "case": case, "image": image, "choice": rep["choice"],
+                "preset": args.preset, "radius": args.radius, "fill": args.fill, "case": case, "image": image, "choice": rep["choice"],
                 "psnr": round(_psnr(clean, res.denoised), 3), "seconds": round(auto_s, 3),
                 "noisy_psnr": round(_psnr(clean, noisy), 3),
                 "estimated_gain_db": rep["estimated_gain_db"], "span": hi - lo,
@@ -108,11 +108,15 @@ def report(args) -> None:
     out = [SECTION, "", "Command: `python benchmarks/auto.py run --preset P [--first]`, then `report` "
            f"({rows[0]['machine']}, {rows[0]['threads']} torch thread(s)). Per-tile mode, one 256x256 "
            "image at a time; the candidates run alone on the plain image in the same process for the "
-           "true PSNR. Held-out pixels: 3% of the engine's sample (4 crops of 128x128), radius 0.", ""]
-    for preset in sorted({r["preset"] for r in rows}):
-        rs = [r for r in rows if r["preset"] == preset]
+           "true PSNR. Held-out pixels: 3% of the engine's sample (4 crops of 128x128); radius r hides the "
+           "(2r+1)^2 block around each scored pixel.", ""]
+    def key(r):
+        return r["preset"], r.get("radius", 0), r.get("fill", "mean")
+
+    for preset, radius, fill in sorted({key(r) for r in rows}):
+        rs = [r for r in rows if key(r) == (preset, radius, fill)]
         specs = list(rs[0]["candidates"])
-        out += [f"### Preset `{preset}` ({len(rs)} images; candidates: {', '.join(specs)})", "",
+        out += [f"### Preset `{preset}`, fill `{fill}`, radius {radius} ({len(rs)} images; candidates: {', '.join(specs)})", "",
                 "| case | images | auto dB | best candidate dB | auto - best | rank corr. (median) "
                 "| est. gain - true gain (dB) | chosen | auto s / (slowest on sample + chosen alone) |",
                 "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
@@ -155,6 +159,8 @@ def main(argv=None) -> int:
     r.add_argument("--cases", default=None)
     r.add_argument("--first", action="store_true", help="the first image of each case only")
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--radius", type=int, default=0, help="auto's held-out block radius")
+    r.add_argument("--fill", default="residual", help="how held-out pixels are hidden: residual, neighbour or mean")
     sub.add_parser("report")
     args = p.parse_args(argv)
     run(args) if args.cmd == "run" else report(args)

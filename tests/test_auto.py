@@ -100,9 +100,10 @@ def test_auto_picks_a_near_best_candidate_and_reports_its_estimate(camera_noisy,
     assert true[rep["choice"]] > max(true.values()) - 0.5
     np.testing.assert_allclose(r.denoised, denoise(noisy, method=rep["choice"].split(":")[0],
                                                    preset=rep["choice"].split(":")[1], axes="YX").denoised)
-    # the estimated gain is close to the true one for white Gaussian noise
+    # for white Gaussian noise the estimated gain is a conservative one: it is the gain at
+    # held-out pixels, which the chosen method never saw (it uses a pixel's own value)
     true_gain = psnr(clean, r.denoised) - psnr(clean, noisy)
-    assert abs(rep["estimated_gain_db"] - true_gain) < 2.0
+    assert true_gain - 3.0 < rep["estimated_gain_db"] < true_gain + 0.5
 
 
 def test_auto_on_a_volume_chooses_once_and_resumes_with_its_choice(tmp_path):

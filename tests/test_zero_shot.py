@@ -101,3 +101,26 @@ def test_pretrained_weights_beat_random_initialisation_at_equal_iterations(camer
     pre = _method(iterations=50).process(noisy[None], Coords([0]))[0]
     rnd = _method(iterations=50, weights="none").process(noisy[None], Coords([0]))[0]
     assert psnr(clean, pre) > psnr(clean, rnd) + 1.0
+
+
+def test_holdout_stopping_lands_near_the_best_iteration(camera_noisy, psnr):
+    """The held-out loss tracks the true error along the iterations: the iteration it stops
+    at is within 0.5 dB of the best one (it never sees the clean image)."""
+    clean, noisy = camera_noisy
+    noisy = noisy + np.random.default_rng(5).normal(0, 0.05, noisy.shape).astype(np.float32)
+    m = _method(preset="stop", iterations=240, patience=240)
+    x, c, info = m._to_net_space(noisy[None], Coords([0]))
+    from napari_masked_denoise.holdout import HOLDOUT_DRAW
+    from napari_masked_denoise.masks import uniform
+
+    held = (uniform(0, HOLDOUT_DRAW, c, x.shape[-2:]) < 0.03).float()
+    m.net.load_state_dict(m._init_state)
+    true = {}
+    for t, _, ema in m._iterate(x, c, keep_ema=True, held=held):
+        if t % 5 == 0:
+            true[t] = psnr(clean, m._from_net_space(ema, info)[0])
+    out = m.process(noisy[None], Coords([0]))[0]
+    t_stop = m.report["stopped_at"][0]
+    assert psnr(clean, out) == pytest.approx(true[t_stop], abs=1e-4)
+    assert true[t_stop] > max(true.values()) - 0.5
+    assert max(true, key=true.get) < 240  # the trajectory has a peak: stopping matters here

@@ -56,26 +56,83 @@ def holdout_mask(shape, coords: Coords | None = None, seed: int = 0, frac: float
     return m
 
 
-def hide(y: np.ndarray, mask: np.ndarray, radius: int = 0) -> np.ndarray:
-    """A copy of ``y`` (``(N, H, W)``) with the blocks of ``radius`` around ``mask``
-    replaced by the mean of the visible pixels in the ring just outside them."""
-    from scipy.ndimage import binary_dilation, correlate
+def hide(y: np.ndarray, mask: np.ndarray, radius: int = 0, fill: str = "residual",
+         seed: int = 0) -> np.ndarray:
+    """A copy of ``y`` (``(N, H, W)``) with the blocks of ``radius`` around ``mask`` hidden.
+
+    What a hidden pixel gets (never anything that depends on the hidden values):
+
+    ``"mean"``
+        the mean of the visible pixels in the ring just outside its block
+        (``skimage.restoration.calibrate_denoiser``'s choice). That mean is itself a
+        smoothing filter, so a method that leaves its input as it is scores like one.
+    ``"neighbour"``
+        the noisy value of a visible pixel ``2 * radius + 1`` away, in one of the 8
+        directions (as Noise2Void does). Noise-like, but carries the neighbour's signal,
+        which penalises methods that trust a pixel's own value where the signal varies.
+    ``"residual"`` (default)
+        the ring mean plus the residual (value minus its own ring mean) of such a
+        neighbour: the local signal with a sample of the local noise.
+    """
+    from scipy.ndimage import binary_dilation
 
     y = np.asarray(y, dtype=np.float32)
     hidden = mask if not radius else binary_dilation(
         mask, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    out = y.copy()
+    local = _ring_mean(y, hidden, radius)
+    out[hidden] = local[hidden]  # "mean", and the rare pixel boxed in by hidden ones
+    if fill == "mean":
+        return out
+    n, ys, xs, sy, sx = _donors(y, hidden, 2 * radius + 1, seed)
+    if fill == "neighbour":
+        out[n, ys, xs] = y[n, sy, sx]
+    else:
+        out[n, ys, xs] = local[n, ys, xs] + (y[n, sy, sx] - local[n, sy, sx])
+    return out
+
+
+FILLS = ("residual", "neighbour", "mean")
+
+
+def _ring_mean(y: np.ndarray, hidden: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of the visible pixels on the ring at distance ``radius + 1`` of every pixel."""
+    from scipy.ndimage import correlate
+
     k = 2 * radius + 3
     ring = np.ones((1, k, k), np.float32)
     ring[0, 1:-1, 1:-1] = 0.0
-    if radius == 0:
-        ring[0, 1, 1] = 0.0  # the 8 neighbours
     visible = (~hidden).astype(np.float32)
     num = correlate(y * visible, ring, mode="mirror")
     den = correlate(visible, ring, mode="mirror")
-    fill = np.where(den > 0, num / np.maximum(den, 1e-12), y[~hidden].mean() if visible.any() else 0.0)
-    out = y.copy()
-    out[hidden] = fill[hidden]
-    return out
+    fallback = float(y[~hidden].mean()) if (~hidden).any() else 0.0
+    return np.where(den > 0, num / np.maximum(den, 1e-12), fallback).astype(np.float32)
+
+
+_DIRS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)])
+
+
+def _donors(y: np.ndarray, hidden: np.ndarray, step: int, seed: int):
+    """For hidden pixels, a visible pixel ``step`` away in a random direction (the next
+    direction when that one is hidden or outside); pixels boxed in (rare) are left out."""
+    n, ys, xs = np.nonzero(hidden)
+    _, h, w = y.shape
+    start = np.random.default_rng(seed).integers(0, 8, n.size)
+    sy, sx = ys.copy(), xs.copy()
+    todo = np.ones(n.size, bool)
+    for k in range(8):
+        d = _DIRS[(start + k) % 8] * step
+        ty, tx = ys + d[:, 0], xs + d[:, 1]
+        ok = todo & (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+        ok[ok] &= ~hidden[n[ok], ty[ok], tx[ok]]
+        sy[ok], sx[ok] = ty[ok], tx[ok]
+        todo &= ~ok
+    if todo.any():
+        keep = ~todo
+        return n[keep], ys[keep], xs[keep], sy[keep], sx[keep]
+    return n, ys, xs, sy, sx
 
 
 def holdout_loss(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:

@@ -276,3 +276,18 @@ def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "masked-transformer" and widget.last_result.complete
     assert viewer.layers["vol denoised"].data.shape == (2, 64, 64)
+
+
+def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = DenoiseWidget(viewer)
+    assert widget.method_combo.value == "auto" and widget.preset_combo.value == "quality"
+    widget.device_combo.value = "cpu"
+    widget.options = {"candidates": "wavelet,tv:fixed"}
+    viewer.add_image(_image((3, 64, 64)), name="vol")
+    widget.set_layer("vol")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    rep = viewer.layers["vol denoised"].metadata["method_report"]
+    assert rep["choice"] in ("wavelet:default", "tv:fixed")
+    assert widget.status.value.startswith(f"done: auto chose {rep['choice']}")

@@ -12,7 +12,11 @@ The report (``result.info["method_report"]``, the CLI summary, the widget) gives
 choice, every candidate's held-out loss and seconds, and, read against the noise
 variance (scikit-image's wavelet estimate), the estimated PSNR of the output and its gain
 over the input, in the units of the normalised image (data range 1 = the input's
-intensity range used by the engine).
+intensity range used by the engine). The estimate is the error at held-out pixels, which
+the winner never saw: for methods that use a pixel's own value it is pessimistic (by
+about 2 dB on Gaussian noise), and the noise variance estimate assumes white noise, so
+on signal-dependent or correlated noise the gain is not to be trusted (measured in
+``benchmarks/RESULTS.md``). The ranking does not depend on the noise variance.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class Auto(Method):
         "holdout": 0.03,
         "radius": 0,
         "budget": 0.0,
+        "fill": "residual",
     }
     needs_sample = True
 
@@ -89,6 +94,10 @@ class Auto(Method):
             raise DenoiseError("auto needs at least one candidate")
         if not 0.0 < float(o["holdout"]) <= 0.2:
             raise DenoiseError(f"holdout must be in (0, 0.2], got {o['holdout']}")
+        from ..holdout import FILLS
+
+        if o["fill"] not in FILLS:
+            raise DenoiseError(f"fill must be one of {', '.join(FILLS)}, got {o['fill']!r}")
         self.radius = int(o["radius"])
         if not 0 <= self.radius <= 3:
             raise DenoiseError(f"radius must be 0 to 3, got {o['radius']}")
@@ -115,7 +124,7 @@ class Auto(Method):
         from ..holdout import hide, holdout_loss, holdout_mask
 
         m = holdout_mask(y.shape, coords, self.seed, float(self.options["holdout"]), self.radius)
-        hidden = hide(y, m, self.radius)
+        hidden = hide(y, m, self.radius, fill=str(self.options["fill"]), seed=self.seed)
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
         n = len(self.candidates)
         for i, (spec, meth) in enumerate(self.candidates.items()):
