@@ -150,3 +150,18 @@ def test_cli_summary_says_what_auto_chose(tmp_path, capsys):
                  "-o", f"candidates={CHEAP}"]) == 0
     text = capsys.readouterr().out
     assert "method   auto / quality" in text and "chose    " in text and "held-out loss" in text
+
+
+def test_overlapping_sample_crops_hold_out_the_same_pixels():
+    """A pixel held out in one crop is held out in every crop that contains it: otherwise a
+    candidate that learns from the whole sample (zero-shot filling) trains on it."""
+    import torch
+
+    from napari_masked_denoise.methods import get_method
+
+    auto = get_method("auto")(preset="fast", mode="per-tile", device=torch.device("cpu"), seed=0,
+                              candidates="wavelet")
+    auto.sample_origins = [(0, 0, 0), (0, 10, 20)]
+    m = auto._holdout(np.zeros((2, 64, 64), np.float32), Coords([11, 12]))
+    assert m.any()
+    np.testing.assert_array_equal(m[0, 11:-1, 21:-1], m[1, 1:-11, 1:-21])

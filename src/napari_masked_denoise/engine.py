@@ -418,7 +418,8 @@ def denoise_iter(
         if "method_state" in group:
             meth.load_state_bytes(bytes(group["method_state"][:]))
         else:
-            sample, coords = _sample(image, layout, meth.align, sample_tiles, sample_size, seed)
+            sample, coords, meth.sample_origins = _sample(
+                image, layout, meth.align, sample_tiles, sample_size, seed)
             for step, total in meth.adapt((sample - lo) / span, coords):
                 yield Progress("adapt", step, total, time.perf_counter() - t0)
             state = np.frombuffer(meth.state_bytes(), dtype=np.uint8)
@@ -507,7 +508,7 @@ def _sample(image, layout: _Layout, align: int, n: int, size: int, seed: int):
     # the crops come from different places: give each its own coordinates by offsetting
     # its plane id, so that masks differ between crops
     planes = np.asarray([p * 1_000_003 + y * 7919 + x for p, y, x in ids], dtype=np.int64)
-    return np.stack(crops), Coords(planes, 0, 0)
+    return np.stack(crops), Coords(planes, 0, 0), [tuple(int(v) for v in i) for i in ids]
 
 
 def run_to_completion(gen: Generator[Progress, None, StoreResult], callback=None) -> StoreResult:

@@ -121,9 +121,9 @@ class Auto(Method):
     def _score(self, y: np.ndarray, coords: Coords) -> Iterator[tuple[int, int, dict]]:
         """Run every candidate on ``y`` with held-out pixels; yields progress, then the
         scores ``{spec: {"loss", "seconds"}}`` as the last item's third field."""
-        from ..holdout import hide, holdout_loss, holdout_mask
+        from ..holdout import hide, holdout_loss
 
-        m = holdout_mask(y.shape, coords, self.seed, float(self.options["holdout"]), self.radius)
+        m = self._holdout(y, coords)
         hidden = hide(y, m, self.radius, fill=str(self.options["fill"]), seed=self.seed)
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
         n = len(self.candidates)
@@ -139,6 +139,19 @@ class Auto(Method):
             scores[spec] = {"loss": holdout_loss(out, y, m), "seconds": time.perf_counter() - t}
             yield (i + 1) * 1000, n * 1000, {}
         yield n * 1000, n * 1000, scores
+
+    def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
+        """The held-out pixels, a function of the position in the image: where sample crops
+        overlap, a pixel is held out in all of them or in none (else a candidate that
+        learns from the whole sample, e.g. zero-shot filling, would train on it)."""
+        from ..holdout import holdout_mask
+
+        frac, r = float(self.options["holdout"]), self.radius
+        origins = self.sample_origins
+        if not origins or len(origins) != y.shape[0]:
+            return holdout_mask(y.shape, coords, self.seed, frac, r)
+        return np.concatenate([holdout_mask((1, *y.shape[1:]), Coords([p], y0, x0), self.seed, frac, r)
+                               for p, y0, x0 in origins])
 
     def _choose(self, scores: dict, y: np.ndarray) -> str:
         from ..holdout import Estimate, noise_variance

@@ -82,6 +82,9 @@ class Method:
     default_tile: int = 256
     """Core tile size when the user gives none: larger for a wide receptive field, so
     that the halo read around each tile stays a small share of the work."""
+    sample_origins: list[tuple[int, int, int]] | None = None
+    """Set by the engine before :meth:`adapt`: ``(plane, y0, x0)`` of every sample crop in
+    the image (the crops may overlap; their ``Coords`` keep masks apart between crops)."""
     extras: tuple[str, ...] = ()
     """Names of extra per-pixel outputs; after each :meth:`process`, ``last_extras`` maps
     each name to an ``(N, H, W)`` array, blended and stored like the denoised output."""
