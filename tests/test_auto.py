@@ -165,3 +165,16 @@ def test_overlapping_sample_crops_hold_out_the_same_pixels():
     m = auto._holdout(np.zeros((2, 64, 64), np.float32), Coords([11, 12]))
     assert m.any()
     np.testing.assert_array_equal(m[0, 11:-1, 21:-1], m[1, 1:-11, 1:-21])
+
+
+def test_noise_variance_from_a_denoised_estimate_counts_impulse_noise(camera_noisy):
+    from skimage.util import random_noise
+
+    clean, _ = camera_noisy
+    sp = random_noise(clean, mode="s&p", amount=0.05, rng=0).astype(np.float32)
+    true = float(np.mean((sp - clean) ** 2))
+    assert noise_variance(sp[None]) < 0.3 * true  # the robust estimate ignores impulses
+    from scipy.ndimage import median_filter
+
+    est = noise_variance(sp[None], median_filter(sp, 3)[None])
+    assert 0.7 * true < est < 1.3 * true

@@ -10,13 +10,14 @@ candidates' runs on the sample plus the winner's run.
 
 The report (``result.info["method_report"]``, the CLI summary, the widget) gives the
 choice, every candidate's held-out loss and seconds, and, read against the noise
-variance (scikit-image's wavelet estimate), the estimated PSNR of the output and its gain
+variance (the finest Haar details of the input minus those of the winner's output), the
+estimated PSNR of the output and its gain
 over the input, in the units of the normalised image (data range 1 = the input's
 intensity range used by the engine). The estimate is the error at held-out pixels, which
 the winner never saw: for methods that use a pixel's own value it is pessimistic (by
-about 2 dB on Gaussian noise), and the noise variance estimate assumes white noise, so
-on signal-dependent or correlated noise the gain is not to be trusted (measured in
-``benchmarks/RESULTS.md``). The ranking does not depend on the noise variance.
+about 2 dB on Gaussian noise), and the noise variance estimate assumes noise independent
+between pixels, so on spatially correlated noise the gain is not to be trusted (measured
+in ``benchmarks/RESULTS.md``). The ranking does not depend on the noise variance.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class Auto(Method):
                 for step, total in meth.adapt(hidden, coords):
                     yield i * 1000 + int(1000 * step / max(total, 1)), n * 1000, {}
             out = meth.process(hidden, coords)
-            scores[spec] = {"loss": holdout_loss(out, y, m), "seconds": time.perf_counter() - t}
+            scores[spec] = {"loss": holdout_loss(out, y, m), "seconds": time.perf_counter() - t, "output": out}
             yield (i + 1) * 1000, n * 1000, {}
         yield n * 1000, n * 1000, scores
 
@@ -162,7 +163,7 @@ class Auto(Method):
 
             raise DenoiseError("auto: no candidate gave a finite held-out loss")
         best = min(ok, key=lambda k: ok[k]["loss"])
-        var = noise_variance(y)
+        var = noise_variance(y, ok[best]["output"])
         est = Estimate(ok[best]["loss"], var)
         self.report.update(
             choice=best,
