@@ -48,7 +48,7 @@ def test_dock_via_manifest_lists_image_layers(make_napari_viewer):
     assert isinstance(widget, DenoiseWidget)
     assert list(widget.layer_combo.choices) == ["cells"]
     assert widget.method_combo.value == "auto"
-    assert list(widget.preset_combo.choices) == ["quality", "fast"]
+    assert list(widget.preset_combo.choices) == ["fast", "quality"]
     viewer.add_image(_image((64, 64), 1), name="other")
     assert set(widget.layer_combo.choices) == {"cells", "other"}
     viewer.layers.remove("cells")
@@ -281,7 +281,7 @@ def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
 def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = DenoiseWidget(viewer)
-    assert widget.method_combo.value == "auto" and widget.preset_combo.value == "quality"
+    assert widget.method_combo.value == "auto" and widget.preset_combo.value == "fast"
     widget.device_combo.value = "cpu"
     widget.options = {"candidates": "wavelet,tv:fixed"}
     viewer.add_image(_image((3, 64, 64)), name="vol")
