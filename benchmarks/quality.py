@@ -483,7 +483,9 @@ def _stop_report(by, case_order) -> str:
     lines = ["### Zero-shot filling: held-out early stopping against a fixed iteration count", "",
              "`stop`/`real-stop`: up to 1000 iterations, the output of the iteration with the lowest "
              "held-out loss (3% of the pixels, never shown to the network, never a target), stopping "
-             "50 iterations after the last improvement. Same images, paired.", "",
+             "50 iterations after the last improvement. Same images, paired. The seconds come from "
+             "different runs (the fixed rows from the full run, the stopped rows from a later one that "
+             "shared the 2 cores with other benchmarks): they are not a speed comparison.", "",
              "| case | images | fixed (200) dB | stopped dB | difference | stopped at (median it.) "
              "| s / image fixed | s / image stopped |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     diffs = []
