@@ -55,7 +55,7 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path, mode):
     kw = dict(axes="ZYX", tile=32, mode=mode, plane_batch=1, seed=5)
     full = _run(vol, tmp_path / "full.zarr", **kw)
 
-    gen = denoise_iter(vol, tmp_path / "part.zarr", options=FAST, **kw)
+    gen = denoise_iter(vol, tmp_path / "part.zarr", method="zero-shot", options=FAST, **kw)
     tiles_seen = 0
     for p in gen:
         tiles_seen += p.stage == "tiles"
@@ -66,7 +66,7 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path, mode):
     assert meta["complete"] is False
     assert zarr.open_group(str(tmp_path / "part.zarr"))["tiles_done"][:].sum() == 3
 
-    gen = denoise_iter(vol, tmp_path / "part.zarr", options=FAST, resume=True, **kw)
+    gen = denoise_iter(vol, tmp_path / "part.zarr", method="zero-shot", options=FAST, resume=True, **kw)
     steps = []
     while True:
         try:
