@@ -1,13 +1,27 @@
-"""What the benchmark scripts share: the classical peers and RESULTS.md section updates."""
+"""What the benchmark scripts share: raw rows, the machine, the classical peers and
+RESULTS.md section updates."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import re
 from pathlib import Path
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The JSON rows of a raw results file (``[]`` when it does not exist yet)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def machine() -> str:
+    """The machine, as the raw rows record it."""
+    return f"{platform.machine()} {os.cpu_count()} cores"
 
 
 def update_section(title: str, text: str, path: Path = RESULTS) -> None:

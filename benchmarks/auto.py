@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import update_section  # noqa: E402
+from _common import machine, read_rows, update_section  # noqa: E402
 from quality import _matches, cases  # noqa: E402
 
 RAW = HERE / "auto_raw.jsonl"
@@ -54,19 +52,15 @@ def run(args) -> None:
     from napari_masked_denoise import denoise
 
     torch.set_num_threads(args.threads)
-    done = set()
-    if RAW.exists():
-        for line in RAW.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["preset"], r.get("radius", 0), r.get("fill", "mean"), r.get("variance", "mad"),
-                      r["case"], r["image"]))
+    settings = {"preset": args.preset, "radius": args.radius, "fill": args.fill, "variance": VARIANCE}
+    done = {(_settings(r), r["case"], r["image"]) for r in read_rows(RAW)}
     seen = set()
     with RAW.open("a") as out:
         for case, image, clean, noisy in cases():
             if not _matches(case, args.cases) or (args.first and case in seen):
                 continue
             seen.add(case)
-            if (args.preset, args.radius, args.fill, VARIANCE, case, image) in done:
+            if (_settings(settings), case, image) in done:
                 continue
             t = time.perf_counter()
             res = denoise(noisy.copy(), method="auto", preset=args.preset, axes="YX", device="cpu",
@@ -85,12 +79,12 @@ def run(args) -> None:
                                "loss": rep["scores"][spec]["loss"],
                                "sample_seconds": rep["scores"][spec]["seconds"]}
             row = {
-                "preset": args.preset, "radius": args.radius, "fill": args.fill, "variance": VARIANCE, "case": case, "image": image, "choice": rep["choice"],
+                **settings, "case": case, "image": image, "choice": rep["choice"],
                 "psnr": round(_psnr(clean, res.denoised), 3), "seconds": round(auto_s, 3),
                 "noisy_psnr": round(_psnr(clean, noisy), 3),
                 "estimated_gain_db": rep["estimated_gain_db"], "span": hi - lo,
                 "candidates": cands, "threads": args.threads,
-                "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                "machine": machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"),
             }
             out.write(json.dumps(row) + "\n")
@@ -100,6 +94,11 @@ def run(args) -> None:
                   f"({best}) {auto_s:6.1f} s", flush=True)
 
 
+def _settings(r: dict) -> tuple:
+    """What a row was measured with (rows from before a setting existed have its old value)."""
+    return r["preset"], r.get("radius", 0), r.get("fill", "mean"), r.get("variance", "mad")
+
+
 def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
 
@@ -107,17 +106,14 @@ def _spearman(a, b) -> float:
 
 
 def report(args) -> None:
-    rows = [json.loads(line) for line in RAW.read_text().splitlines()]
+    rows = read_rows(RAW)
     out = [SECTION, "", "Command: `python benchmarks/auto.py run --preset P [--first]`, then `report` "
            f"({rows[0]['machine']}, {rows[0]['threads']} torch thread(s)). Per-tile mode, one 256x256 "
            "image at a time; the candidates run alone on the plain image in the same process for the "
            "true PSNR. Held-out pixels: 3% of the engine's sample (4 crops of 128x128); radius r hides the "
            "(2r+1)^2 block around each scored pixel.", ""]
-    def key(r):
-        return r["preset"], r.get("radius", 0), r.get("fill", "mean"), r.get("variance", "mad")
-
-    for preset, radius, fill, var in sorted({key(r) for r in rows}):
-        rs = [r for r in rows if key(r) == (preset, radius, fill, var)]
+    for preset, radius, fill, var in sorted({_settings(r) for r in rows}):
+        rs = [r for r in rows if _settings(r) == (preset, radius, fill, var)]
         specs = list(rs[0]["candidates"])
         out += [f"### Preset `{preset}`, fill `{fill}`, radius {radius}, noise variance `{var}` ({len(rs)} images; candidates: {', '.join(specs)})", "",
                 "| case | images | auto dB | best candidate dB | auto - best | rank corr. (median) "
@@ -159,7 +155,7 @@ def report(args) -> None:
                     f"case (`benchmarks/auto_fill_raw.jsonl`); on the {len(d)} other images, per image: auto - "
                     f"best candidate median {np.median(d):+.2f} dB, mean {np.mean(d):+.2f}, worst {min(d):+.2f}; "
                     f"within 0.3 dB on {sum(x >= -0.3 for x in d)}.", ""]
-    fill_rows = [json.loads(line) for line in FILL_RAW.read_text().splitlines()] if FILL_RAW.exists() else []
+    fill_rows = read_rows(FILL_RAW)
     if fill_rows:
         out += ["### How held-out pixels are hidden (preset `fast`, first image of every case)", "",
                 "`mean`: the mean of the 8 neighbours (`skimage.restoration.calibrate_denoiser`); "

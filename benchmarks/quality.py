@@ -51,8 +51,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -61,7 +59,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import classical_peers, update_section  # noqa: E402
+from _common import classical_peers, machine, read_rows, update_section  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 RAW = HERE / "quality_raw.jsonl"
@@ -199,11 +197,7 @@ def run(args) -> None:
     from skimage.metrics import structural_similarity as ssim
 
     torch.set_num_threads(args.threads)
-    done = set()
-    if RAW.exists():
-        for line in RAW.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["case"], r["image"], r["method"]))
+    done = {(r["case"], r["image"], r["method"]) for r in read_rows(RAW)}
     ms = methods()
     seen_cases = set()
     with RAW.open("a") as out:
@@ -229,7 +223,7 @@ def run(args) -> None:
                     "psnr": round(float(psnr(a, b, data_range=1)), 3),
                     "ssim": round(float(ssim(a, b, data_range=1)), 4),
                     "seconds": round(dt, 3), "threads": args.threads,
-                    "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                    "machine": machine(),
                     "date": time.strftime("%Y-%m-%d %H:%M"),
                 }
                 rep = _LAST.pop("report", {})
@@ -243,7 +237,7 @@ def run(args) -> None:
 
 # ----------------------------------------------------------------------- the report
 def report(args) -> None:
-    rows = [json.loads(line) for line in RAW.read_text().splitlines()]
+    rows = read_rows(RAW)
     order = list(methods())
     canonical = [f"{d}-{n}" for d in ("set12", "bsd68") for n in NOISES] + ["fmd-real", "fmd-gp", "ct"]
     case_order = sorted({r["case"] for r in rows},

@@ -145,8 +145,6 @@ class _Bar:
 
 
 def _run(args) -> int:
-    import numpy as np
-
     from .api import denoise_to_zarr
     from .io import read_input
 
@@ -184,13 +182,8 @@ def _run(args) -> int:
     print(f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})")
     from .methods.auto import describe_report
 
-    rep = res.info.get("method_report", {})
-    for line in describe_report(rep, res.info["intensity_range"]):
+    for line in describe_report(res.info.get("method_report", {}), res.info["intensity_range"]):
         print(line)
-    if rep.get("stopped_at"):
-        it = rep["stopped_at"]
-        print(f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) of "
-              f"{len(it)} tile(s), where the held-out loss was lowest")
     return 0
 
 

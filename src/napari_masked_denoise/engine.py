@@ -24,7 +24,7 @@ import numpy as np
 from . import __version__
 from ._axes import DenoiseError, check_array, check_finite, resolve_axes
 from .masks import Coords
-from .methods import MODES, get_method
+from .methods import MODES, default_preset, get_method
 from .noise import WINDOW, local_noise_std, robust_sigma
 from .tiling import tile_grid
 
@@ -340,8 +340,7 @@ def denoise_iter(
     if scale is not None and len(scale) != len(axes):
         raise DenoiseError(f"scale has {len(scale)} values but the axes {axes!r} {len(axes)}")
     dev = select_device(device)
-    if preset is None:
-        preset = next(iter(get_method(method).presets))
+    preset = preset or default_preset(method)
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
     tile = int(tile if tile is not None else meth.default_tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)

@@ -28,13 +28,15 @@ import numpy as np
 
 from .masks import Coords, uniform
 
-__all__ = ["HOLDOUT_DRAW", "holdout_mask", "hide", "holdout_loss", "noise_variance", "Estimate"]
+__all__ = ["HOLDOUT_DRAW", "HOLDOUT_FRAC", "holdout_mask", "hide", "holdout_loss", "noise_variance", "Estimate"]
 
 HOLDOUT_DRAW = (1 << 30) + 7
 """The mask draw of the held-out pixels; never one a method trains with."""
+HOLDOUT_FRAC = 0.03
+"""The share of pixels held out by default."""
 
 
-def holdout_mask(shape, coords: Coords | None = None, seed: int = 0, frac: float = 0.03,
+def holdout_mask(shape, coords: Coords | None = None, seed: int = 0, frac: float = HOLDOUT_FRAC,
                  radius: int = 0) -> np.ndarray:
     """Boolean ``(N, H, W)``: the scored pixels, at least ``radius + 1`` from the border and
     ``2 * radius + 1`` apart, about ``frac`` of the pixels (fewer for blocks)."""
@@ -86,7 +88,7 @@ def hide(y: np.ndarray, mask: np.ndarray, radius: int = 0, fill: str = "residual
     out[hidden] = local[hidden]  # "mean", and the rare pixel boxed in by hidden ones
     if fill == "mean":
         return out
-    n, ys, xs, sy, sx = _donors(y, hidden, 2 * radius + 1, seed)
+    n, ys, xs, sy, sx = _donors(hidden, 2 * radius + 1, seed)
     if fill == "neighbour":
         out[n, ys, xs] = y[n, sy, sx]
     else:
@@ -114,11 +116,11 @@ def _ring_mean(y: np.ndarray, hidden: np.ndarray, radius: int) -> np.ndarray:
 _DIRS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)])
 
 
-def _donors(y: np.ndarray, hidden: np.ndarray, step: int, seed: int):
+def _donors(hidden: np.ndarray, step: int, seed: int):
     """For hidden pixels, a visible pixel ``step`` away in a random direction (the next
     direction when that one is hidden or outside); pixels boxed in (rare) are left out."""
     n, ys, xs = np.nonzero(hidden)
-    _, h, w = y.shape
+    _, h, w = hidden.shape
     start = np.random.default_rng(seed).integers(0, 8, n.size)
     sy, sx = ys.copy(), xs.copy()
     todo = np.ones(n.size, bool)
@@ -129,10 +131,8 @@ def _donors(y: np.ndarray, hidden: np.ndarray, step: int, seed: int):
         ok[ok] &= ~hidden[n[ok], ty[ok], tx[ok]]
         sy[ok], sx[ok] = ty[ok], tx[ok]
         todo &= ~ok
-    if todo.any():
-        keep = ~todo
-        return n[keep], ys[keep], xs[keep], sy[keep], sx[keep]
-    return n, ys, xs, sy, sx
+    found = ~todo
+    return n[found], ys[found], xs[found], sy[found], sx[found]
 
 
 def holdout_loss(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
@@ -153,21 +153,16 @@ def noise_variance(y: np.ndarray, denoised: np.ndarray | None = None) -> float:
     outliers, so it misses impulse noise and underestimates heavy-tailed noise. Neither
     sees the full variance of spatially correlated noise.
     """
-    y = np.asarray(y, dtype=np.float64).reshape(-1, *np.shape(y)[-2:])
+    from .noise import haar_diagonal, wavelet_sigma
+
     if denoised is None:
-        from skimage.restoration import estimate_sigma
+        return wavelet_sigma(y) ** 2
 
-        return float(np.median([estimate_sigma(p) for p in y]) ** 2)
-    f = np.asarray(denoised, dtype=np.float64).reshape(y.shape)
-    v = _haar_msq(y) - _haar_msq(f)
-    return float(max(v, 1e-12))
+    def energy(a):
+        d = haar_diagonal(np.asarray(a, dtype=np.float64))
+        return float(np.mean(d * d)) if d.size else 0.0
 
-
-def _haar_msq(a: np.ndarray) -> float:
-    h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
-    a = a[..., :h, :w]
-    d = (a[..., 0::2, 0::2] - a[..., 0::2, 1::2] - a[..., 1::2, 0::2] + a[..., 1::2, 1::2]) / 2
-    return float(np.mean(d * d)) if d.size else 0.0
+    return float(max(energy(y) - energy(denoised), 1e-12))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["local_noise_std", "robust_sigma", "haar_sigma", "WINDOW"]
+__all__ = ["local_noise_std", "robust_sigma", "haar_sigma", "haar_diagonal", "wavelet_sigma", "WINDOW"]
 
 WINDOW = 7
 _MAD = 1.4826  # MAD to standard deviation for Gaussian noise
@@ -57,10 +57,24 @@ def haar_sigma(plane: np.ndarray) -> float:
     ``(a - b - c + d) / 2`` over 2x2 blocks cancels smooth signal and keeps white noise
     at its standard deviation; ``median(|.|) / 0.6745`` (Donoho's MAD) ignores the edges.
     """
-    p = np.asarray(plane, dtype=np.float32)
-    h, w = p.shape[0] // 2 * 2, p.shape[1] // 2 * 2
-    if h == 0 or w == 0:
+    d = haar_diagonal(np.asarray(plane, dtype=np.float32))
+    if d.size == 0:
         return float("nan")
-    p = p[:h, :w]
-    d = (p[0::2, 0::2] - p[0::2, 1::2] - p[1::2, 0::2] + p[1::2, 1::2]) / 2
     return float(np.median(np.abs(d)) / 0.6745)
+
+
+def haar_diagonal(a: np.ndarray) -> np.ndarray:
+    """Finest diagonal Haar coefficients ``(a - b - c + d) / 2`` over the 2x2 blocks of the
+    last two axes (an odd last row or column is dropped)."""
+    h, w = a.shape[-2] // 2 * 2, a.shape[-1] // 2 * 2
+    a = a[..., :h, :w]
+    return (a[..., 0::2, 0::2] - a[..., 0::2, 1::2] - a[..., 1::2, 0::2] + a[..., 1::2, 1::2]) / 2
+
+
+def wavelet_sigma(planes: np.ndarray) -> float:
+    """Blind noise sigma of a stack of planes: the median over planes of scikit-image's
+    wavelet estimate (``estimate_sigma``, a robust MAD of the finest details)."""
+    from skimage.restoration import estimate_sigma
+
+    planes = np.asarray(planes, dtype=np.float64).reshape(-1, *np.shape(planes)[-2:])
+    return float(np.median([estimate_sigma(p) for p in planes]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import MODES, Method, Preset
 
-__all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_methods"]
+__all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_methods", "default_preset"]
 
 # name -> "module:Class"; modules are imported only when a method is used
 _REGISTRY = {
@@ -34,6 +34,11 @@ def get_method(name: str) -> type[Method]:
 
     mod, cls = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(mod), cls)
+
+
+def default_preset(name: str) -> str:
+    """The preset used when none is given: the method's first."""
+    return next(iter(get_method(name).presets))
 
 
 def describe_methods() -> list[tuple[str, str, dict[str, Preset]]]:

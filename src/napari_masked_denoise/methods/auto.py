@@ -29,6 +29,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..holdout import HOLDOUT_FRAC
 from ..masks import Coords
 from .base import Method, Preset
 
@@ -74,7 +75,7 @@ class Auto(Method):
     }
     defaults = {
         "candidates": "fast",
-        "holdout": 0.03,
+        "holdout": HOLDOUT_FRAC,
         "radius": 0,
         "budget": 0.0,
         "fill": "residual",
@@ -84,7 +85,7 @@ class Auto(Method):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         from .._axes import DenoiseError
-        from . import get_method
+        from . import default_preset, get_method
 
         o = self.options
         cands = o["candidates"]
@@ -108,9 +109,8 @@ class Auto(Method):
             name, preset = _split(spec)
             if name == "auto":
                 raise DenoiseError("auto cannot be its own candidate")
-            cls = get_method(name)
-            preset = preset or next(iter(cls.presets))
-            m = cls(preset=preset, mode=self.mode, device=self.device, seed=self.seed)
+            preset = preset or default_preset(name)
+            m = get_method(name)(preset=preset, mode=self.mode, device=self.device, seed=self.seed)
             self.candidates[f"{name}:{preset}"] = m
         ms = list(self.candidates.values())
         self.halo = max(m.halo for m in ms)
@@ -208,11 +208,17 @@ class Auto(Method):
 
 
 def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
-    """Lines for a user: the choice, the estimates, the candidates by held-out loss."""
-    if not report or not report.get("choice"):
-        return []
+    """Lines for a user: ``auto``'s choice, estimates and candidates by held-out loss, and
+    zero-shot filling's held-out stopping point."""
+    lines = []
+    if report.get("stopped_at"):
+        it = report["stopped_at"]
+        lines.append(f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) of {len(it)} "
+                     "tile(s), where the held-out loss was lowest")
+    if not report.get("choice"):
+        return lines
     span = float(intensity_range[1] - intensity_range[0])
-    lines = [f"chose    {report['choice']} (lowest held-out loss of {len(report['scores'])} candidates)"]
+    lines.append(f"chose    {report['choice']} (lowest held-out loss of {len(report['scores'])} candidates)")
     mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
     if mse is not None and gain is not None and np.isfinite(gain):
         lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "

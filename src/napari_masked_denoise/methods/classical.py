@@ -27,12 +27,6 @@ __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
 TV_WEIGHTS = tuple(float(w) for w in np.geomspace(0.01, 1.0, 12))
 
 
-def _sigma(block: np.ndarray) -> float:
-    from skimage.restoration import estimate_sigma
-
-    return float(np.median([estimate_sigma(np.asarray(p, dtype=np.float64)) for p in block]))
-
-
 class _Classical(Method):
     """Per-plane classical denoiser with one parameter set from the data (``self.param``)."""
 
@@ -46,7 +40,9 @@ class _Classical(Method):
 
     def _fit(self, block: np.ndarray, coords: Coords) -> float:
         """The parameter for this data (noise sigma by default)."""
-        return _sigma(block)
+        from ..noise import wavelet_sigma
+
+        return wavelet_sigma(block)
 
     def _plane(self, plane: np.ndarray, param: float) -> np.ndarray:
         raise NotImplementedError

@@ -180,9 +180,10 @@ class ZeroShotFilling(Method):
         """Iterate up to ``iterations``; return the output at the iteration whose held-out
         loss (3% of the pixels, never seen, never a target) was lowest, stopping once it
         has not improved for ``patience`` iterations. Sets ``report["stopped_at"]``."""
-        from ..holdout import HOLDOUT_DRAW
+        from ..holdout import HOLDOUT_DRAW, HOLDOUT_FRAC
 
-        held = (uniform(self.seed, HOLDOUT_DRAW, coords, x.shape[-2:], self.device) < 0.03).to(x.dtype)
+        u = uniform(self.seed, HOLDOUT_DRAW, coords, x.shape[-2:], self.device)
+        held = (u < HOLDOUT_FRAC).to(x.dtype)
         n_held = held.sum().clamp_min(1.0)
         every, patience = 5, int(self.options["patience"])
         best, best_t, best_ema = float("inf"), 0, x
