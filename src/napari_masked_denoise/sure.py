@@ -1,0 +1,111 @@
+"""Stein's unbiased risk estimate (SURE): a denoiser's error without a clean image.
+
+For noise ``y = x + n`` with independent Gaussian ``n_i`` of variance ``v_i``,
+
+    E |f(y) - x|^2 = E [ |f(y) - y|^2 - sum_i v_i + 2 sum_i v_i df_i/dy_i ]
+
+(Stein 1981). The divergence term is estimated by Monte Carlo from one more run on a
+slightly perturbed input, ``b_i (f(y + eps b) - f(y))_i / eps`` with ``b = +-1`` at random
+(Ramani, Blu and Unser, IEEE TIP 2008), so any denoiser, a network or BM3D, can be
+scored as it is. Unlike held-out pixels (:mod:`napari_masked_denoise.holdout`) it scores
+the output the user gets: a method that uses a pixel's own value is not penalised for it.
+
+The variances ``v_i`` come from a noise-level function, the noise variance as an affine
+function of the local intensity, fitted on the finest diagonal Haar coefficients. That
+covers Gaussian, Poisson and Poisson-Gaussian (fluorescence) noise, and approximately
+multiplicative noise. SURE does not hold for impulse noise (salt and pepper), which
+:func:`impulse_share` detects so that a caller can fall back to held-out pixels, nor for
+spatially correlated noise, which the finest Haar details do not see at its full variance.
+Measured in ``benchmarks/RESULTS.md`` ("which error estimate ranks the candidates").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SURE_EPS", "IMPULSE_SHARE", "noise_level", "impulse_share", "perturbation", "divergence", "risk"]
+
+SURE_EPS = 0.01
+"""The perturbation, in units of the mean noise standard deviation."""
+IMPULSE_SHARE = 0.01
+"""Above this share of isolated outliers (:func:`impulse_share`) the noise counts as impulsive."""
+
+_BINS = 16
+_KEEP = 0.95  # the share of squared coefficients kept per bin (the largest are edges)
+_TRIMMED = 0.758843  # E[z^2 | z^2 below its 95th percentile] for a standard normal z
+
+
+def noise_level(y: np.ndarray) -> np.ndarray:
+    """Per-pixel noise variance of ``y`` (``(N, H, W)``): ``c0 + c1 u`` at the local (3x3
+    mean) intensity ``u``, fitted by weighted least squares on the trimmed mean square of
+    the finest diagonal Haar coefficients in 16 intensity bins (the mean square counts
+    heavy-tailed noise; trimming the top 5% keeps most edges out)."""
+    from scipy.ndimage import uniform_filter
+
+    from .noise import haar_diagonal
+
+    y = np.asarray(y, dtype=np.float64)
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    a = y[..., :h, :w]
+    d2 = (haar_diagonal(a) ** 2).ravel()
+    u = ((a[..., 0::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 0::2] + a[..., 1::2, 1::2]) / 4).ravel()
+    local = uniform_filter(y, size=(1, 3, 3), mode="reflect")
+    if d2.size < 8:
+        return np.full(y.shape, float(np.mean(d2)) if d2.size else 0.0)
+    edges = np.quantile(u, np.linspace(0, 1, _BINS + 1))
+    idx = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, _BINS - 1)
+    us, vs, ns = [], [], []
+    for i in range(_BINS):
+        sel = idx == i
+        if sel.sum() < 8:
+            continue
+        s = np.sort(d2[sel])[: max(int(_KEEP * sel.sum()), 1)]
+        us.append(u[sel].mean())
+        vs.append(s.mean() / _TRIMMED)
+        ns.append(sel.sum())
+    us, vs, ns = (np.asarray(v, float) for v in (us, vs, ns))
+    floor = 0.05 * max(float(vs.min()), 1e-12)
+    if us.size < 2 or np.ptp(us) <= 0:
+        return np.full(y.shape, max(float(np.average(vs, weights=ns)), floor))
+    sw = np.sqrt(ns)
+    (c0, c1), *_ = np.linalg.lstsq(np.stack([sw, us * sw], 1), vs * sw, rcond=None)
+    return np.maximum(c0 + c1 * local, floor)
+
+
+def impulse_share(y: np.ndarray, k: float = 4.0) -> float:
+    """Share of pixels more than ``k`` noise sigmas (robust, finest Haar details) above the
+    largest or below the smallest of their 8 neighbours: isolated outliers, as impulse
+    (salt-and-pepper) noise makes them. About 0-0.3% for Gaussian, Poisson and speckle
+    noise on natural images, 3-4% for 5% salt and pepper."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    from .noise import haar_diagonal
+
+    y = np.asarray(y, dtype=np.float32)
+    d = haar_diagonal(y)
+    if d.size == 0:
+        return 0.0
+    s = float(np.median(np.abs(d)) / 0.6745)
+    fp = np.ones((1, 3, 3), bool)
+    fp[0, 1, 1] = False
+    mx = maximum_filter(y, footprint=fp, mode="reflect")
+    mn = minimum_filter(y, footprint=fp, mode="reflect")
+    return float(np.mean(np.maximum(y - mx, mn - y) > k * s))
+
+
+def perturbation(shape, seed: int) -> np.ndarray:
+    """Random signs (+-1), the Monte-Carlo probe of the divergence."""
+    return np.random.default_rng([int(seed), 5_211]).choice(np.array([-1.0, 1.0], np.float32), size=shape)
+
+
+def divergence(f0: np.ndarray, f1: np.ndarray, b: np.ndarray, eps: float, v: np.ndarray) -> float:
+    """Mean over pixels of ``v_i b_i (f1 - f0)_i / eps``: the noise-weighted divergence
+    estimate from outputs on ``y`` (``f0``) and on ``y + eps b`` (``f1``)."""
+    d = (np.asarray(f1, np.float64) - np.asarray(f0, np.float64)) / eps
+    return float(np.mean(np.asarray(v, np.float64) * b * d))
+
+
+def risk(y: np.ndarray, fy: np.ndarray, v: np.ndarray, div: float) -> float:
+    """SURE: the estimated mean squared error of ``fy`` against the clean image."""
+    r = np.asarray(fy, np.float64) - np.asarray(y, np.float64)
+    return float(np.mean(r * r) - np.mean(v) + 2.0 * div)
