@@ -79,7 +79,7 @@ def run(args) -> None:
                                "mse": float(np.mean((den - clean) ** 2)),
                                "loss": rep["scores"][spec]["loss"],
                                "sample_seconds": rep["scores"][spec]["seconds"],
-                               # one plain run on the sample (SURE's scoring takes 1.5)
+                               # one plain run on the sample (SURE's scoring takes two)
                                "sample_run_seconds": rep["scores"][spec].get("run_seconds",
                                                                              rep["scores"][spec]["seconds"])}
             row = {

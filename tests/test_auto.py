@@ -150,7 +150,7 @@ def test_cli_summary_says_what_auto_chose(tmp_path, capsys):
     assert main(["run", str(tmp_path / "a.png"), str(tmp_path / "o.zarr"), "-q",
                  "-o", f"candidates={CHEAP}"]) == 0
     text = capsys.readouterr().out
-    assert "method   auto / fast" in text and "chose    " in text and "held-out loss" in text
+    assert "method   auto / fast" in text and "chose    " in text and "est. rms error" in text
 
 
 def test_overlapping_sample_crops_hold_out_the_same_pixels():

@@ -1,23 +1,37 @@
-"""``auto``: choose the method and preset per image by their held-out error.
+"""``auto``: choose the method and preset per image by their estimated error.
 
 Every candidate (``"method:preset"``) denoises the sample of tiles the engine gives
-:meth:`adapt` (in both modes), with a few % of its pixels held out
-(:mod:`napari_masked_denoise.holdout`); the one whose output is closest to the noisy
-values at those pixels wins, and every tile is then processed by the winner alone. In
+:meth:`adapt` (in both modes), and its error against the unknown clean image is estimated
+without one; the lowest wins, and every tile is then processed by the winner alone. In
 ``once`` mode each candidate adapts on the sample as it would alone and the winner keeps
-that adaptation; in ``per-tile`` mode the winner adapts to every tile. The cost is the
-candidates' runs on the sample plus the winner's run.
+that adaptation; in ``per-tile`` mode the winner adapts to every tile.
+
+The estimate (option ``score``):
+
+``"sure"`` (default)
+    Stein's unbiased risk estimate (:mod:`napari_masked_denoise.sure`) with a noise
+    variance that grows with the intensity: the candidate's output on the sample, and a
+    Monte-Carlo divergence from one more run on the slightly perturbed sample (two runs per
+    candidate). It scores the output the user gets.
+    Where the noise is impulsive (salt and pepper), for which SURE does not hold, ``auto``
+    falls back to held-out pixels and says so in the report.
+``"held-out"``
+    a few % of the pixels held out (:mod:`napari_masked_denoise.holdout`): the loss there
+    against the noisy values. It needs only noise independent between pixels, but it
+    scores each method with those pixels hidden, which penalises methods that use a
+    pixel's own value (BM3D, NLM, TV) against blind-spot ones (zero-shot filling).
+
+For candidates that adapt on the sample (zero-shot filling, TTT-MIM ``fast``), SURE's
+divergence is that of the adapted network, not of the adaptation itself, so it does not
+see overfitting to the noise. Neither estimate holds for spatially correlated noise.
+Chosen and measured in ``benchmarks/RESULTS.md``.
 
 The report (``result.info["method_report"]``, the CLI summary, the widget) gives the
-choice, every candidate's held-out loss and seconds, and, read against the noise
-variance (the finest Haar details of the input minus those of the winner's output), the
-estimated PSNR of the output and its gain
-over the input, in the units of the normalised image (data range 1 = the input's
-intensity range used by the engine). The estimate is the error at held-out pixels, which
-the winner never saw: for methods that use a pixel's own value it is pessimistic (by
-about 2 dB on Gaussian noise), and the noise variance estimate assumes noise independent
-between pixels, so on spatially correlated noise the gain is not to be trusted (measured
-in ``benchmarks/RESULTS.md``). The ranking does not depend on the noise variance.
+choice, which estimate ranked it and why, every candidate's estimate and seconds, and
+the estimated error, PSNR and gain of the output over the input, in the units of the
+normalised image (data range 1 = the input's intensity range used by the engine). That
+estimate moves one for one with the estimated noise variance, so it is good to a dB or
+two, not more; the ranking depends much less on it.
 """
 
 from __future__ import annotations
@@ -36,8 +50,6 @@ from .base import Method, Preset
 __all__ = ["Auto", "default_candidates", "describe_report"]
 
 _FAST = ("wavelet", "tv:fixed", "tv:calibrated", "nlm", "bm3d", "ttt-mim:no-adapt", "meta-tta:no-adapt")
-DIVERGENCE_SHARE = 0.25
-"""The share of the sample's planes (at least one) on which SURE probes the divergence."""
 _QUALITY = _FAST + ("ttt-mim:fast", "zero-shot:fast", "zero-shot:real-fast")
 
 
@@ -66,7 +78,7 @@ def _split(spec: str) -> tuple[str, str | None]:
 
 class Auto(Method):
     name = "auto"
-    summary = "choose the method and preset per image by the held-out error of every candidate"
+    summary = "choose the method and preset per image by the estimated error (SURE) of every candidate"
     presets = {
         "fast": Preset("classical peers and the networks without adaptation (seconds per image)",
                        {"candidates": "fast"}),
@@ -164,25 +176,21 @@ class Auto(Method):
 
     def _sure(self, y, coords, meth, prep) -> dict:
         """SURE: without ``meth``, the noise level and the probe; with it, the estimated
-        error from its output on the sample and on a share of the sample's planes with and
-        without the probe (that share keeps the cost at 1.5 runs per candidate)."""
+        error from its outputs on the sample with and without the probe. Fit, noise and
+        divergence are taken over the same pixels: a denoiser's divergence follows the
+        image content (higher in texture), so a part of the sample does not stand for it."""
         from ..sure import SURE_EPS, divergence, noise_level, perturbation, risk
 
         if meth is None:
             v = noise_level(y)
             self._noise_var = float(np.mean(v))
-            k = max(1, int(round(DIVERGENCE_SHARE * y.shape[0])))
-            sub = Coords(coords.planes[:k], coords.y0, coords.x0)
-            eps = SURE_EPS * math.sqrt(float(np.mean(v)))
-            b = perturbation((k, *y.shape[1:]), self.seed)
-            return {"input": y, "v": v, "k": k, "sub": sub, "eps": eps, "b": b}
-        k, eps, b = prep["k"], prep["eps"], prep["b"]
+            eps = SURE_EPS * math.sqrt(self._noise_var)
+            return {"input": y, "v": v, "eps": eps, "b": perturbation(y.shape, self.seed)}
+        eps, b = prep["eps"], prep["b"]
         t = time.perf_counter()
         out = meth.process(y, coords)
         run_s = time.perf_counter() - t
-        f0 = meth.process(y[:k], prep["sub"])
-        f1 = meth.process(y[:k] + eps * b, prep["sub"])
-        div = divergence(f0, f1, b, eps, prep["v"][:k])
+        div = divergence(out, meth.process(y + eps * b, coords), b, eps, prep["v"])
         return {"loss": risk(y, out, prep["v"], div), "output": out, "div": div, "run_seconds": run_s}
 
     def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
@@ -262,8 +270,8 @@ class Auto(Method):
 
 
 def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
-    """Lines for a user: ``auto``'s choice, estimates and candidates by held-out loss, and
-    zero-shot filling's held-out stopping point."""
+    """Lines for a user: ``auto``'s choice, estimates and candidates ranked by their
+    estimated error, and zero-shot filling's held-out stopping point."""
     lines = []
     if report.get("stopped_at"):
         it = report["stopped_at"]
@@ -272,11 +280,15 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     if not report.get("choice"):
         return lines
     span = float(intensity_range[1] - intensity_range[0])
-    lines.append(f"chose    {report['choice']} (lowest held-out loss of {len(report['scores'])} candidates)")
+    sure = report.get("score") == "sure"
+    how = "SURE" if sure else "held-out pixels"
+    why = f", {report['score_reason']}" if report.get("score_reason") else ""
+    lines.append(f"chose    {report['choice']} (lowest estimated error of {len(report['scores'])} candidates, "
+                 f"by {how}{why})")
     mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
     if mse is not None and gain is not None and np.isfinite(gain):
         lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
-                     f"PSNR gain {gain:+.1f} dB over the input (held-out pixels; noise sigma "
+                     f"PSNR gain {gain:+.1f} dB over the input ({how}; noise sigma "
                      f"{report['noise_sigma'] * span:.4g})")
     ranked = sorted(report["scores"].items(),
                     key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0))
@@ -284,6 +296,9 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     for spec, sc in ranked:
         if sc.get("loss") is None:
             lines.append(f"    {spec:24s} skipped ({sc.get('skipped', 'failed')})")
+        elif sure:
+            lines.append(f"    {spec:24s} est. rms error {math.sqrt(max(sc['loss'], 0.0)) * span:9.4g}  "
+                         f"{sc['seconds']:7.2f} s")
         else:
             lines.append(f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  {sc['seconds']:7.2f} s")
     return lines
