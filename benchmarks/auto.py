@@ -117,7 +117,9 @@ def report(args) -> None:
            f"({rows[0]['machine']}, {rows[0]['threads']} torch thread(s)). Per-tile mode, one 256x256 "
            "image at a time; the candidates run alone on the plain image in the same process for the "
            "true PSNR. Held-out pixels: 3% of the engine's sample (4 crops of 128x128); radius r hides the "
-           "(2r+1)^2 block around each scored pixel.", ""]
+           "(2r+1)^2 block around each scored pixel. Score `sure`: SURE on the same sample, two runs per "
+           "candidate (rows of commit 1f215ca, whose ranking is today's); its cost column divides by the "
+           "slowest candidate's single run on the sample.", ""]
     for key in sorted({_settings(r) for r in rows}, key=lambda k: (k[4] != "sure", k)):
         preset, radius, fill, var, score = key
         rs = [r for r in rows if _settings(r) == key]
@@ -126,7 +128,7 @@ def report(args) -> None:
                else f"score `held-out`, fill `{fill}`, radius {radius}, noise variance `{var}`")
         out += [f"### Preset `{preset}`, {how} ({len(rs)} images; candidates: {', '.join(specs)})", "",
                 "| case | images | auto dB | best candidate dB | auto - best | rank corr. (median) "
-                "| est. gain - true gain (dB) | chosen | (auto s - chosen alone s) / slowest on sample |",
+                "| est. gain - true gain (dB) | chosen | (auto s - chosen alone s) / slowest run on sample |",
                 "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         by_case = {}
         for r in rs:

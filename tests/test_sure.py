@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_masked_denoise import denoise
-from napari_masked_denoise.sure import divergence, impulse_share, noise_level, perturbation, risk
+from napari_masked_denoise.sure import divergence, impulse_share, noise_level, probe, risk
 
 
 def _smooth_image(n=128):
@@ -12,21 +12,21 @@ def _smooth_image(n=128):
     return (0.2 + 0.6 * xx + 0.1 * np.sin(6 * yy)).astype(np.float32)
 
 
+def _sure(f, y, b, noise_var, eps=0.01):
+    fy = f(y)
+    return fy, risk(y, fy, noise_var, divergence(fy, f(y + eps * b), b, eps))
+
+
 def test_sure_estimates_the_true_error_of_a_linear_filter(camera_noisy):
-    """With the true noise variance, SURE of a Gaussian filter is its true error (within
-    the Monte-Carlo and sampling error), for weak and strong smoothing alike."""
+    """With the true noise variance, SURE of a Gaussian filter is its
+    true error (within the Monte-Carlo and sampling error), weak and strong smoothing alike."""
     from scipy.ndimage import gaussian_filter
 
     clean, noisy = camera_noisy
     y = noisy[None].astype(np.float64)
-    v = np.full(y.shape, 0.1 ** 2)
-    b = perturbation(y.shape, 0)
-    eps = 0.001
+    b = probe(np.full(y.shape, 0.1 ** 2), seed=0)
     for s in (0.5, 1.0, 2.0):
-        def f(a):
-            return gaussian_filter(a, (0, s, s))
-        fy = f(y)
-        est = risk(y, fy, v, divergence(fy, f(y + eps * b), b, eps, v))
+        fy, est = _sure(lambda a: gaussian_filter(a, (0, s, s)), y, b, 0.1 ** 2)
         true = float(np.mean((fy[0] - clean) ** 2))
         assert abs(est - true) < 0.15 * true, (s, est, true)
 
@@ -53,17 +53,31 @@ def test_impulse_share_separates_salt_and_pepper_from_gaussian_noise(camera_nois
     assert impulse_share(noisy[None]) < 0.01 < impulse_share(sp[None])
 
 
-def test_auto_scores_by_sure_and_falls_back_to_held_out_pixels_on_impulse_noise(camera_noisy):
+def test_auto_with_sure_picks_the_best_candidate_and_estimates_its_gain(camera_noisy, psnr):
+    """Gaussian noise: with ``score=sure`` auto picks the truly best of its candidates (its
+    error estimate is unbiased there), and the estimated gain is within 2 dB of the truth
+    (it moves one for one with the estimated noise variance)."""
+    clean, noisy = camera_noisy
+    cands = "wavelet,tv:fixed,nlm"
+    r = denoise(noisy, axes="YX", candidates=cands, score="sure")
+    rep = r.info["method_report"]
+    assert rep["score"] == "sure" and rep["impulse_share"] < 0.01
+    true = {s: psnr(clean, denoise(noisy, method=s.split(":")[0], preset=s.split(":")[1], axes="YX").denoised)
+            for s in rep["scores"]}
+    assert true[rep["choice"]] == max(true.values())
+    true_gain = psnr(clean, r.denoised) - psnr(clean, noisy)
+    assert abs(rep["estimated_gain_db"] - true_gain) < 2.0
+
+
+def test_auto_sure_falls_back_to_held_out_pixels_on_impulse_noise(camera_noisy):
     from skimage.util import random_noise
 
     clean, noisy = camera_noisy
-    r = denoise(noisy, axes="YX", candidates="wavelet,tv:fixed")
-    assert r.info["method_report"]["score"] == "sure"
     sp = random_noise(clean, mode="s&p", amount=0.05, rng=0).astype(np.float32)
-    rep = denoise(sp, axes="YX", candidates="wavelet,tv:fixed").info["method_report"]
+    rep = denoise(sp, axes="YX", candidates="wavelet,tv:fixed", score="sure").info["method_report"]
     assert rep["score"] == "held-out" and "impulse" in rep["score_reason"]
-    rep = denoise(noisy, axes="YX", candidates="wavelet,tv:fixed", score="held-out").info["method_report"]
-    assert rep["score"] == "held-out"
+    rep = denoise(noisy, axes="YX", candidates="wavelet,tv:fixed").info["method_report"]
+    assert rep["score"] == "held-out" and "score_reason" not in rep  # the default
 
 
 def test_auto_rejects_an_unknown_score():

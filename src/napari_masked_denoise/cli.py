@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("output", help="zarr store to write (arrays 'denoised' and 'noise_map')")
     r.add_argument("--method", default="auto",
                    help="see 'masked-denoise methods'; default auto: the best of its candidates "
-                        "by their estimated error (SURE)")
+                        "by their estimated error (held-out pixels, or -o score=sure)")
     r.add_argument("--preset", default=None, help="default: the method's first")
     r.add_argument("--axes", default=None, help="e.g. ZYX, TCZYX, YXC; guessed for 2-D/3-D")
     r.add_argument("--mode", choices=("per-tile", "once"), default=None,

@@ -4,10 +4,11 @@ For noise ``y = x + n`` with independent Gaussian ``n_i`` of variance ``v_i``,
 
     E |f(y) - x|^2 = E [ |f(y) - y|^2 - sum_i v_i + 2 sum_i v_i df_i/dy_i ]
 
-(Stein 1981). The divergence term is estimated by Monte Carlo from one more run on a
-slightly perturbed input, ``b_i (f(y + eps b) - f(y))_i / eps`` with ``b = +-1`` at random
-(Ramani, Blu and Unser, IEEE TIP 2008), so any denoiser, a network or BM3D, can be
-scored as it is. Unlike held-out pixels (:mod:`napari_masked_denoise.holdout`) it scores
+(Stein 1981); for correlated Gaussian noise of covariance ``C`` the last term is
+``2 trace(J C)``, ``J`` the Jacobian of ``f``. It is estimated by Monte Carlo from one more
+run on a slightly perturbed input, ``b_i (f(y + eps b) - f(y))_i / eps`` with ``b`` random
+of covariance ``C`` (Ramani, Blu and Unser, IEEE TIP 2008, for white noise), so any
+denoiser, a network or BM3D, can be scored as it is. Unlike held-out pixels (:mod:`napari_masked_denoise.holdout`) it scores
 the output the user gets: a method that uses a pixel's own value is not penalised for it.
 
 The variances ``v_i`` come from a noise-level function, the noise variance as an affine
@@ -15,7 +16,10 @@ function of the local intensity, fitted on the finest diagonal Haar coefficients
 covers Gaussian, Poisson and Poisson-Gaussian (fluorescence) noise, and approximately
 multiplicative noise. SURE does not hold for impulse noise (salt and pepper), which
 :func:`impulse_share` detects so that a caller can fall back to held-out pixels, nor for
-spatially correlated noise, which the finest Haar details do not see at its full variance.
+spatially correlated noise: the finest Haar details miss part of its variance, and the
+divergence term needs its covariance, ``2 trace(J C)``. A perturbation shaped like the
+noise over three Haar levels was tried and misjudged a 3x3-smoothed noise by half, even
+when made from the noise itself.
 Measured in ``benchmarks/RESULTS.md`` ("which error estimate ranks the candidates").
 """
 
@@ -23,10 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SURE_EPS", "IMPULSE_SHARE", "noise_level", "impulse_share", "perturbation", "divergence", "risk"]
+__all__ = ["SURE_EPS", "IMPULSE_SHARE", "noise_level", "impulse_share", "probe", "divergence", "risk"]
 
 SURE_EPS = 0.01
-"""The perturbation, in units of the mean noise standard deviation."""
+"""The size of the perturbation :func:`probe` draws, which has about the noise's variance."""
 IMPULSE_SHARE = 0.01
 """Above this share of isolated outliers (:func:`impulse_share`) the noise counts as impulsive."""
 
@@ -93,19 +97,23 @@ def impulse_share(y: np.ndarray, k: float = 4.0) -> float:
     return float(np.mean(np.maximum(y - mx, mn - y) > k * s))
 
 
-def perturbation(shape, seed: int) -> np.ndarray:
-    """Random signs (+-1), the Monte-Carlo probe of the divergence."""
-    return np.random.default_rng([int(seed), 5_211]).choice(np.array([-1.0, 1.0], np.float32), size=shape)
+def probe(v: np.ndarray, seed: int) -> np.ndarray:
+    """The random perturbation: ``+-sqrt(v_i)`` with random signs, so that it has the
+    noise's variance at every pixel (white: noise independent between pixels)."""
+    signs = np.random.default_rng([int(seed), 5_211]).choice(np.array([-1.0, 1.0]), size=np.shape(v))
+    return (signs * np.sqrt(np.asarray(v, np.float64))).astype(np.float32)
 
 
-def divergence(f0: np.ndarray, f1: np.ndarray, b: np.ndarray, eps: float, v: np.ndarray) -> float:
-    """Mean over pixels of ``v_i b_i (f1 - f0)_i / eps``: the noise-weighted divergence
-    estimate from outputs on ``y`` (``f0``) and on ``y + eps b`` (``f1``)."""
+def divergence(f0: np.ndarray, f1: np.ndarray, b: np.ndarray, eps: float) -> float:
+    """Mean over pixels of ``b_i (f1 - f0)_i / eps``, from outputs on ``y`` (``f0``) and on
+    ``y + eps b`` (``f1``): estimates ``trace(J Cov(b)) / n``, with ``J`` the denoiser's
+    Jacobian; with ``Cov(b)`` the noise covariance, the divergence term of SURE."""
     d = (np.asarray(f1, np.float64) - np.asarray(f0, np.float64)) / eps
-    return float(np.mean(np.asarray(v, np.float64) * b * d))
+    return float(np.mean(np.asarray(b, np.float64) * d))
 
 
-def risk(y: np.ndarray, fy: np.ndarray, v: np.ndarray, div: float) -> float:
-    """SURE: the estimated mean squared error of ``fy`` against the clean image."""
+def risk(y: np.ndarray, fy: np.ndarray, noise_var: float, div: float) -> float:
+    """SURE: the estimated mean squared error of ``fy`` against the clean image, given the
+    mean noise variance and :func:`divergence`."""
     r = np.asarray(fy, np.float64) - np.asarray(y, np.float64)
-    return float(np.mean(r * r) - np.mean(v) + 2.0 * div)
+    return float(np.mean(r * r) - noise_var + 2.0 * div)

@@ -8,23 +8,26 @@ that adaptation; in ``per-tile`` mode the winner adapts to every tile.
 
 The estimate (option ``score``):
 
-``"sure"`` (default)
+``"held-out"`` (default)
+    a few % of the pixels held out (:mod:`napari_masked_denoise.holdout`): the loss there
+    against the noisy values, one run per candidate. It needs only noise independent
+    between pixels, and it scores each method with those pixels hidden, which penalises
+    methods that use a pixel's own value (BM3D, NLM, TV) against blind-spot ones
+    (zero-shot filling), most at low noise.
+``"sure"``
     Stein's unbiased risk estimate (:mod:`napari_masked_denoise.sure`) with a noise
     variance that grows with the intensity: the candidate's output on the sample, and a
     Monte-Carlo divergence from one more run on the slightly perturbed sample (two runs per
-    candidate). It scores the output the user gets.
-    Where the noise is impulsive (salt and pepper), for which SURE does not hold, ``auto``
-    falls back to held-out pixels and says so in the report.
-``"held-out"``
-    a few % of the pixels held out (:mod:`napari_masked_denoise.holdout`): the loss there
-    against the noisy values. It needs only noise independent between pixels, but it
-    scores each method with those pixels hidden, which penalises methods that use a
-    pixel's own value (BM3D, NLM, TV) against blind-spot ones (zero-shot filling).
+    candidate). It scores the output the user gets, and picked the best candidate on every
+    Gaussian-noise case; on spatially correlated noise and low-dose CT it did worse than
+    held-out pixels, which is why it is not the default. Where the noise is impulsive
+    (salt and pepper), for which SURE does not hold, it falls back to held-out pixels and
+    says so in the report. In ``once`` mode the divergence of a candidate that adapts on
+    the sample (zero-shot filling, TTT-MIM ``fast``) is that of the adapted network, not
+    of the adaptation, so it does not see overfitting to the noise.
 
-For candidates that adapt on the sample (zero-shot filling, TTT-MIM ``fast``), SURE's
-divergence is that of the adapted network, not of the adaptation itself, so it does not
-see overfitting to the noise. Neither estimate holds for spatially correlated noise.
-Chosen and measured in ``benchmarks/RESULTS.md``.
+Neither is right for spatially correlated noise. Chosen and measured in
+``benchmarks/RESULTS.md``.
 
 The report (``result.info["method_report"]``, the CLI summary, the widget) gives the
 choice, which estimate ranked it and why, every candidate's estimate and seconds, and
@@ -78,7 +81,7 @@ def _split(spec: str) -> tuple[str, str | None]:
 
 class Auto(Method):
     name = "auto"
-    summary = "choose the method and preset per image by the estimated error (SURE) of every candidate"
+    summary = "choose the method and preset per image by the estimated error of every candidate"
     presets = {
         "fast": Preset("classical peers and the networks without adaptation (seconds per image)",
                        {"candidates": "fast"}),
@@ -93,7 +96,7 @@ class Auto(Method):
         "radius": 0,
         "budget": 0.0,
         "fill": "residual",
-        "score": "sure",
+        "score": "held-out",
     }
     needs_sample = True
 
@@ -179,19 +182,19 @@ class Auto(Method):
         error from its outputs on the sample with and without the probe. Fit, noise and
         divergence are taken over the same pixels: a denoiser's divergence follows the
         image content (higher in texture), so a part of the sample does not stand for it."""
-        from ..sure import SURE_EPS, divergence, noise_level, perturbation, risk
+        from ..sure import SURE_EPS, divergence, noise_level, probe, risk
 
         if meth is None:
             v = noise_level(y)
             self._noise_var = float(np.mean(v))
-            eps = SURE_EPS * math.sqrt(self._noise_var)
-            return {"input": y, "v": v, "eps": eps, "b": perturbation(y.shape, self.seed)}
-        eps, b = prep["eps"], prep["b"]
+            b = probe(v, self.seed)
+            return {"input": y, "b": b}
+        b = prep["b"]
         t = time.perf_counter()
         out = meth.process(y, coords)
         run_s = time.perf_counter() - t
-        div = divergence(out, meth.process(y + eps * b, coords), b, eps, prep["v"])
-        return {"loss": risk(y, out, prep["v"], div), "output": out, "div": div, "run_seconds": run_s}
+        div = divergence(out, meth.process(y + SURE_EPS * b, coords), b, SURE_EPS)
+        return {"loss": risk(y, out, self._noise_var, div), "output": out, "div": div, "run_seconds": run_s}
 
     def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
         """The held-out pixels, a function of the position in the image: where sample crops
