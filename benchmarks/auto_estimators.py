@@ -179,6 +179,52 @@ def _scores(c: dict, row: dict) -> dict:
     return out
 
 
+def _ct_like(c, r, i0=2e3):
+    """Low-dose CT noise on a training image: Poisson counts on its sinogram, filtered
+    back-projection (as ``samples.lowdose_ct`` does for the phantom)."""
+    from skimage.transform import iradon, radon
+
+    theta = np.linspace(0, 180, c.shape[0], endpoint=False)
+    p = radon(c, theta, circle=False)
+    mu = 3.0 / p.max()
+    pn = -np.log(np.maximum(r.poisson(i0 * np.exp(-mu * p)), 1) / i0) / mu
+
+    def fbp(s):
+        return iradon(s, theta, filter_name="ramp", circle=False, output_size=c.shape[0])
+    return c + fbp(pn) - fbp(p)
+
+
+def correlation(args) -> None:
+    """``noise.correlation_ratio`` on every noise of the run plus two spatially correlated
+    ones and CT-like noise: where ``auto``'s warning threshold comes from."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import io
+
+    from napari_masked_denoise.noise import CORRELATED, correlation_ratio
+    from napari_masked_denoise.training import VAL_EVERY_NTH, gray01
+
+    files = sorted(DATA.glob("*.png"))
+    val = [f for i, f in enumerate(files) if i % VAL_EVERY_NTH == VAL_EVERY_NTH - 1][: args.images]
+    noises = dict(_noises())
+    noises["Gaussian-smoothed (sigma 0.8)"] = lambda c, r: c + 0.08 * (lambda n: n / n.std())(
+        gaussian_filter(r.normal(0, 1, c.shape), 0.8))
+    noises["CT-like (i0 2000)"] = _ct_like
+    lines = [CORRELATION, "", f"Command: `python benchmarks/auto_estimators.py correlation --images {args.images}` "
+             f"(the held-out Train400 images, central 176x176). `noise.correlation_ratio`: robust spread of "
+             f"second differences at lag 2 over lag 1; `auto` warns above {CORRELATED}.", "",
+             "| noise | min | median | max |", "|---|---:|---:|---:|"]
+    for k, (name, add) in enumerate(noises.items()):
+        rs = [correlation_ratio(add(gray01(io.imread(p)).astype(np.float64)[:176, :176],
+                                    np.random.default_rng(1000 * k + j))) for j, p in enumerate(val)]
+        lines.append(f"| {name} | {min(rs):.2f} | {np.median(rs):.2f} | {max(rs):.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    update_section(CORRELATION, text)
+
+
+CORRELATION = "## Auto: does the noise look spatially correlated? (held-out training images)"
+
+
 def report(args) -> None:
     rows = read_rows(RAW)
     if not rows:
@@ -219,11 +265,13 @@ def main(argv=None) -> int:
     r.add_argument("--images", type=int, default=8)
     r.add_argument("--noises", default=None)
     r.add_argument("--threads", type=int, default=1)
+    c = sub.add_parser("correlation")
+    c.add_argument("--images", type=int, default=8)
     q = sub.add_parser("report")
     q.add_argument("--images", type=int, default=8)
     q.add_argument("--no-results", action="store_true")
     args = p.parse_args(argv)
-    run(args) if args.cmd == "run" else report(args)
+    {"run": run, "correlation": correlation, "report": report}[args.cmd](args)
     return 0
 
 

@@ -179,3 +179,22 @@ def test_noise_variance_from_a_denoised_estimate_counts_impulse_noise(camera_noi
 
     est = noise_variance(sp[None], median_filter(sp, 3)[None])
     assert 0.7 * true < est < 1.3 * true
+
+
+def test_auto_warns_when_the_noise_looks_spatially_correlated(camera_noisy):
+    from scipy.ndimage import gaussian_filter
+
+    from napari_masked_denoise.methods.auto import describe_report
+    from napari_masked_denoise.noise import CORRELATED, correlation_ratio
+
+    clean, noisy = camera_noisy
+    n = gaussian_filter(np.random.default_rng(1).normal(0, 1, clean.shape), 1.0)
+    corr = (clean + 0.1 * n / n.std()).astype(np.float32)
+    assert correlation_ratio(noisy) < CORRELATED < correlation_ratio(corr)
+    from skimage.util import random_noise
+
+    sp = random_noise(clean, mode="s&p", amount=0.05, rng=0).astype(np.float32)
+    for img, warned in ((noisy, False), (corr, True), (sp, False)):  # impulses are not correlation
+        r = denoise(img, axes="YX", candidates="wavelet,tv:fixed")
+        lines = describe_report(r.info["method_report"], r.info["intensity_range"])
+        assert any(line.startswith("warning  the noise looks spatially correlated") for line in lines) == warned

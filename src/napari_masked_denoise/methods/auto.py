@@ -150,7 +150,9 @@ class Auto(Method):
         if kind == "sure" and share > IMPULSE_SHARE:
             kind = "held-out"  # Stein's lemma needs Gaussian-like noise; impulses are not
             self.report["score_reason"] = f"impulse noise ({100 * share:.1f}% isolated outliers)"
-        self.report.update(score=kind, impulse_share=share)
+        from ..noise import correlation_ratio
+
+        self.report.update(score=kind, impulse_share=share, noise_correlation=correlation_ratio(y))
         run = self._sure if kind == "sure" else self._held_out
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
         n = len(self.candidates)
@@ -288,6 +290,14 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     why = f", {report['score_reason']}" if report.get("score_reason") else ""
     lines.append(f"chose    {report['choice']} (lowest estimated error of {len(report['scores'])} candidates, "
                  f"by {how}{why})")
+    from ..noise import CORRELATED
+    from ..sure import IMPULSE_SHARE
+
+    corr = report.get("noise_correlation")
+    impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
+    if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
+        lines.append(f"warning  the noise looks spatially correlated (lag-2/lag-1 ratio {corr:.2f}): the error "
+                     "estimates, and so the choice, are unreliable (benchmarks/RESULTS.md)")
     mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
     if mse is not None and gain is not None and np.isfinite(gain):
         lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
