@@ -87,7 +87,7 @@ class Auto(Method):
                        {"candidates": "fast"}),
         "quality": Preset(
             "also TTT-MIM fast and zero-shot filling (synthetic and real-noise weights): minutes per "
-            "image; the held-out loss favours zero-shot filling over BM3D (see RESULTS)",
+            "image; the held-out loss favours zero-shot filling over BM3D, -o score=sure less so (see RESULTS)",
             {"candidates": "quality"}),
     }
     defaults = {
