@@ -8,8 +8,9 @@ For noise ``y = x + n`` with independent Gaussian ``n_i`` of variance ``v_i``,
 ``2 trace(J C)``, ``J`` the Jacobian of ``f``. It is estimated by Monte Carlo from one more
 run on a slightly perturbed input, ``b_i (f(y + eps b) - f(y))_i / eps`` with ``b`` random
 of covariance ``C`` (Ramani, Blu and Unser, IEEE TIP 2008, for white noise), so any
-denoiser, a network or BM3D, can be scored as it is. Unlike held-out pixels (:mod:`napari_masked_denoise.holdout`) it scores
-the output the user gets: a method that uses a pixel's own value is not penalised for it.
+denoiser, a network or BM3D, can be scored as it is. Unlike held-out pixels
+(:mod:`napari_masked_denoise.holdout`) it scores the output the user gets: a method that
+uses a pixel's own value is not penalised for it.
 
 The variances ``v_i`` come from a noise-level function, the noise variance as an affine
 function of the local intensity, fitted on the finest diagonal Haar coefficients. That
