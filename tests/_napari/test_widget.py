@@ -129,8 +129,36 @@ def test_large_layer_goes_to_a_lazy_zarr_store(viewer_widget, qtbot, monkeypatch
         den = viewer.layers["big denoised"].data
         assert isinstance(den, zarr.Array) and den.shape == (2, 64, 64)
         assert viewer.layers["big noise map"].metadata["store"] == res.path
+        # the temporary store lives as long as a layer reads it
+        folder = Path(res.path).parent
+        viewer.layers.remove("big denoised")
+        assert folder.exists()
+        viewer.layers.remove("big noise map")
+        assert not folder.exists()
     finally:
         shutil.rmtree(Path(res.path).parent, ignore_errors=True)
+
+
+def test_a_cancelled_large_run_leaves_no_temporary_store(viewer_widget, qtbot, monkeypatch):
+    import dask.array as da
+
+    from napari_masked_denoise._napari import widget as widget_mod
+
+    monkeypatch.setattr(widget_mod, "MEMORY_LIMIT_VOXELS", 1000)
+    viewer, widget = viewer_widget
+    viewer.add_image(da.from_array(_image((4, 96, 96)), chunks=(1, 48, 48)), name="big")
+    widget.set_layer("big")
+    widget.options = {**FAST, "iterations": 100_000}
+    widget.tile_spin.value = 32
+    seen = []
+    widget.run()
+    folder = widget._temp_folder
+    assert folder and Path(folder).exists()
+    widget.worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=TIMEOUT)
+    widget.cancel()
+    _wait_idle(qtbot, widget)
+    assert not Path(folder).exists() and folder not in widget_mod._TEMP_FOLDERS
 
 
 def test_run_multiscale_and_rgb(viewer_widget, qtbot):

@@ -8,8 +8,10 @@ the results as layers. All computing happens in the engine.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -33,6 +35,22 @@ if TYPE_CHECKING:
 __all__ = ["DenoiseWidget", "layer_axes", "MEMORY_LIMIT_VOXELS"]
 
 MEMORY_LIMIT_VOXELS = 64 * 1024**2
+
+_TEMP_FOLDERS: set[str] = set()
+"""Folders of the temporary stores behind large layers' results, deleted when the last
+layer that reads one is removed, when its run ends without results, or at exit."""
+
+
+def _remove_temp(folder: str | None) -> None:
+    if folder:
+        _TEMP_FOLDERS.discard(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@atexit.register
+def _remove_all_temp() -> None:
+    for folder in list(_TEMP_FOLDERS):
+        _remove_temp(folder)
 """Layers up to this many voxels are denoised in memory; larger ones into a temporary
 zarr store on disk, so the result layers are lazy."""
 
@@ -118,6 +136,8 @@ class DenoiseWidget(QWidget):
         self._cancelled = False
         self._returned = False
         self._mask_supported = False
+        self._temp_folder: str | None = None  # the running run's temporary store, if any
+        self._shown = False  # whether the running run's results became layers
 
         self.layer_combo = ComboBox(label="image", choices=[])
         self.method_combo = ComboBox(label="method", choices=method_names())
@@ -222,6 +242,8 @@ class DenoiseWidget(QWidget):
             output = None
             if int(np.prod(data.shape, dtype=np.float64)) > MEMORY_LIMIT_VOXELS:
                 folder = tempfile.mkdtemp(prefix="masked-denoise-")
+                _TEMP_FOLDERS.add(folder)
+                self._temp_folder = folder
                 output = os.path.join(folder, f"{_safe_name(layer.name)}.zarr")
             options = dict(self.options)
             if self._mask_supported and self.mask_check.value:
@@ -229,6 +251,8 @@ class DenoiseWidget(QWidget):
             kwargs = dict(self._settings(), axes=axes, scale=scale, options=options)
         except (DenoiseError, ValueError) as exc:
             self._report_error(exc)
+            _remove_temp(self._temp_folder)
+            self._temp_folder = None
             return
         gen = denoise_iter(data, output, **kwargs)
         self._start(gen, lambda res: self._add_results(layer, res), "denoising")
@@ -264,6 +288,7 @@ class DenoiseWidget(QWidget):
         self.busy = True
         self._cancelled = False
         self._returned = False
+        self._shown = False
         self._engine_gen = gen
         self._stage = None
         self.last_result = None
@@ -312,6 +337,9 @@ class DenoiseWidget(QWidget):
         gen, self._engine_gen = self._engine_gen, None
         if gen is not None:
             gen.close()  # a cancelled run: the store stays marked incomplete
+        folder, self._temp_folder = self._temp_folder, None
+        if folder and not self._shown:  # cancelled or failed: nothing reads the temporary store
+            _remove_temp(folder)
         self._close_pbar()
         self._set_buttons(running=False)
         if self._cancelled:
@@ -348,6 +376,9 @@ class DenoiseWidget(QWidget):
 
     def _add_results(self, layer: Image, res: StoreResult) -> None:
         self.last_result = res
+        self._shown = True
+        if self._temp_folder:
+            self._watch_temp(self._temp_folder)
         in_memory = res.path is None
         den = np.asarray(res.denoised[...]) if in_memory else res.denoised
         nmap = np.asarray(res.noise_map[...]) if in_memory else res.noise_map
@@ -368,6 +399,21 @@ class DenoiseWidget(QWidget):
             self.viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
                                   opacity=0.5, blending="additive", **common)
         self.status.value = f"done: {_choice(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s"
+
+    def _watch_temp(self, folder: str) -> None:
+        """Delete the temporary store once no layer of the viewer reads from it."""
+        def reads(lay) -> bool:
+            store = (getattr(lay, "metadata", None) or {}).get("store")
+            return bool(store) and os.path.dirname(str(store)) == folder
+
+        def on_removed(event=None) -> None:
+            if folder not in _TEMP_FOLDERS:
+                self.viewer.layers.events.removed.disconnect(on_removed)
+            elif not any(reads(lay) for lay in self.viewer.layers):
+                self.viewer.layers.events.removed.disconnect(on_removed)
+                _remove_temp(folder)
+
+        self.viewer.layers.events.removed.connect(on_removed)
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
         self.last_result = res
