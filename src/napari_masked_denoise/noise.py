@@ -53,7 +53,7 @@ def robust_sigma(residual: np.ndarray) -> float:
 
 
 def haar_sigma(plane: np.ndarray) -> float:
-    """Noise sigma of a 2-D plane from its finest diagonal Haar coefficients.
+    """Noise sigma of a 2-D plane (or a stack of them) from its finest diagonal Haar coefficients.
 
     ``(a - b - c + d) / 2`` over 2x2 blocks cancels smooth signal and keeps white noise
     at its standard deviation; ``median(|.|) / 0.6745`` (Donoho's MAD) ignores the edges.

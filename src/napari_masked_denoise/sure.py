@@ -84,13 +84,12 @@ def impulse_share(y: np.ndarray, k: float = 4.0) -> float:
     noise on natural images, 3-4% for 5% salt and pepper."""
     from scipy.ndimage import maximum_filter, minimum_filter
 
-    from .noise import haar_diagonal
+    from .noise import haar_sigma
 
     y = np.asarray(y, dtype=np.float32)
-    d = haar_diagonal(y)
-    if d.size == 0:
+    s = haar_sigma(y)
+    if not np.isfinite(s):
         return 0.0
-    s = float(np.median(np.abs(d)) / 0.6745)
     fp = np.ones((1, 3, 3), bool)
     fp[0, 1, 1] = False
     mx = maximum_filter(y, footprint=fp, mode="reflect")

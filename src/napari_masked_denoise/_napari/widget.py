@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["DenoiseWidget", "layer_axes", "MEMORY_LIMIT_VOXELS"]
 
 MEMORY_LIMIT_VOXELS = 64 * 1024**2
+"""Layers up to this many voxels are denoised in memory; larger ones into a temporary
+zarr store on disk, so the result layers are lazy."""
 
 _TEMP_FOLDERS: set[str] = set()
 """Folders of the temporary stores behind large layers' results, deleted when the last
@@ -51,8 +53,7 @@ def _remove_temp(folder: str | None) -> None:
 def _remove_all_temp() -> None:
     for folder in list(_TEMP_FOLDERS):
         _remove_temp(folder)
-"""Layers up to this many voxels are denoised in memory; larger ones into a temporary
-zarr store on disk, so the result layers are lazy."""
+
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -403,7 +404,7 @@ class DenoiseWidget(QWidget):
     def _watch_temp(self, folder: str) -> None:
         """Delete the temporary store once no layer of the viewer reads from it."""
         def reads(lay) -> bool:
-            store = (getattr(lay, "metadata", None) or {}).get("store")
+            store = lay.metadata.get("store")
             return bool(store) and os.path.dirname(str(store)) == folder
 
         def on_removed(event=None) -> None:

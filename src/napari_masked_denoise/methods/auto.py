@@ -143,6 +143,7 @@ class Auto(Method):
     def _score(self, y: np.ndarray, coords: Coords) -> Iterator[tuple[int, int, dict]]:
         """Run every candidate on ``y``; yields progress, then the scores
         ``{spec: {"loss", "seconds", "output"}}`` as the last item's third field."""
+        from ..noise import correlation_ratio
         from ..sure import IMPULSE_SHARE, impulse_share
 
         share = impulse_share(y)
@@ -150,8 +151,6 @@ class Auto(Method):
         if kind == "sure" and share > IMPULSE_SHARE:
             kind = "held-out"  # Stein's lemma needs Gaussian-like noise; impulses are not
             self.report["score_reason"] = f"impulse noise ({100 * share:.1f}% isolated outliers)"
-        from ..noise import correlation_ratio
-
         self.report.update(score=kind, impulse_share=share, noise_correlation=correlation_ratio(y))
         run = self._sure if kind == "sure" else self._held_out
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
@@ -225,18 +224,16 @@ class Auto(Method):
             # which moves one for one with the noise variance, rescales it to the variance
             # left when the winner's details are taken out of the input's finest ones (lower
             # where texture inflates the noise-level function).
-            nlf = self._noise_var
+            nlf, div = self._noise_var, ok[best]["div"]
             var = min(nlf, noise_variance(y, ok[best]["output"]))
-            mse = ok[best]["loss"] + nlf - var - 2 * ok[best]["div"] * (1 - var / nlf)
-            est = Estimate(mse + var, var)
+            fit = ok[best]["loss"] + nlf - 2 * div  # SURE = fit - nlf + 2 div
+            est = Estimate(fit + 2 * div * var / nlf, var)  # SURE with the noise level scaled by var/nlf
         else:
             var = noise_variance(y, ok[best]["output"])
             est = Estimate(ok[best]["loss"], var)
         self.report.update(
             choice=best,
-            scores={k: {"loss": v.get("loss"), "seconds": round(v["seconds"], 3),
-                        **{f: round(v[f], 3) if f == "run_seconds" else v[f]
-                           for f in ("skipped", "run_seconds") if f in v}} for k, v in scores.items()},
+            scores={k: _public(v) for k, v in scores.items()},
             noise_sigma=math.sqrt(var),
             estimated_mse=est.mse, estimated_psnr=est.psnr, estimated_gain_db=est.gain_db,
         )
@@ -274,9 +271,22 @@ class Auto(Method):
         self.candidates[self.chosen].load_state_bytes(data[8 + n:])
 
 
+def _public(score: dict) -> dict:
+    """A candidate's score as the report keeps it (no output array)."""
+    out = {"loss": score.get("loss"), "seconds": round(score["seconds"], 3)}
+    if "run_seconds" in score:
+        out["run_seconds"] = round(score["run_seconds"], 3)
+    if "skipped" in score:
+        out["skipped"] = score["skipped"]
+    return out
+
+
 def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     """Lines for a user: ``auto``'s choice, estimates and candidates ranked by their
     estimated error, and zero-shot filling's held-out stopping point."""
+    from ..noise import CORRELATED
+    from ..sure import IMPULSE_SHARE
+
     lines = []
     if report.get("stopped_at"):
         it = report["stopped_at"]
@@ -290,9 +300,6 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     why = f", {report['score_reason']}" if report.get("score_reason") else ""
     lines.append(f"chose    {report['choice']} (lowest estimated error of {len(report['scores'])} candidates, "
                  f"by {how}{why})")
-    from ..noise import CORRELATED
-    from ..sure import IMPULSE_SHARE
-
     corr = report.get("noise_correlation")
     impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
     if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
