@@ -197,7 +197,7 @@ def run_cli(cmd: list[str], folder: Path) -> dict:
     res["sigma"] = float(m.group(1)) if m else float("nan")
     m = re.search(r"^time\s+(\S+) s\s+\((\S+) Mvoxel/s\)", res["stdout"], re.M)
     res["cli_s"] = float(m.group(1)) if m else float("nan")
-    m = re.search(r"\((\w[\w-]*) mode, (\w+), (\d+) tiles\)", res["stdout"])
+    m = re.search(r"\((\w[\w-]*) mode, ([^,]+), (\d+) tiles", res["stdout"])
     res["mode"], res["tiles"] = (m.group(1), int(m.group(3))) if m else ("?", 0)
     return res
 

@@ -134,3 +134,54 @@ def test_chunked_zarr_input_read_once_per_chunk_gives_the_same_result(tmp_path, 
     # the other reads (intensity range, adaptation sample) are the same in both runs
     assert a.info["tiles"] == b.info["tiles"] == 40
     assert (len(reads) - n_cached) - n_cached == 10 * 4 - 2 * 4
+
+
+@pytest.mark.parametrize("planes", [1, 3])
+def test_out_of_memory_is_retried_in_smaller_pieces_with_the_same_result(monkeypatch, planes):
+    import torch
+
+    from napari_masked_denoise.methods.ttt_mim import TTTMIM
+
+    vol = np.random.default_rng(5).random((planes, 96, 80)).astype(np.float32)
+    kw = dict(method="ttt-mim", preset="no-adapt", axes="ZYX", mode="once", plane_batch=planes, options={})
+    ref = _run(vol, **kw)
+    real, tried, ran = TTTMIM.process, [], []
+
+    def small_memory(self, block, coords):  # a device that holds at most 80 x 80 pixels
+        tried.append(block.shape)
+        if block.size > 80 * 80:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        ran.append(block.shape)
+        return real(self, block, coords)
+
+    monkeypatch.setattr(TTTMIM, "process", small_memory)
+    res = _run(vol, **kw)
+    assert tried[0] == (planes, 96, 80) and (1, 96, 80) in tried  # planes split before the tile
+    assert ran and all(s[0] == 1 and s[1] * s[2] <= 80 * 80 for s in ran)
+    np.testing.assert_allclose(res.denoised[...], ref.denoised[...], atol=1e-5)
+    np.testing.assert_allclose(res.noise_map[...], ref.noise_map[...], atol=1e-5)
+
+
+def test_out_of_memory_on_the_smallest_piece_is_a_clear_error(monkeypatch):
+    import torch
+
+    from napari_masked_denoise.methods.ttt_mim import TTTMIM
+
+    def no_memory(self, block, coords):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(TTTMIM, "process", no_memory)
+    with pytest.raises(ValueError, match="out of GPU memory on a tile of 1x"):
+        _run(np.zeros((2, 64, 64), np.float32) + 0.5, method="ttt-mim", preset="no-adapt", axes="ZYX",
+             mode="once", options={})
+
+
+def test_mixed_precision_changes_the_result_only_slightly(camera_noisy):
+    clean, noisy = camera_noisy
+    kw = dict(method="ttt-mim", preset="no-adapt", axes="YX", mode="once", options={})
+    ref = _run(noisy, **kw).denoised[...]
+    mixed = _run(noisy, precision="mixed", **kw).denoised[...]
+    diff = np.abs(mixed - ref)
+    assert 0 < diff.max() < 0.05 and diff.mean() < 0.005  # bfloat16 on the CPU: 8 bits of mantissa
+    with pytest.raises(ValueError, match="once mode"):
+        _run(noisy, precision="mixed", **{**kw, "mode": "per-tile"})

@@ -58,3 +58,11 @@ def test_tiling_with_crop_equals_untiled_for_a_local_operator():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         axis_spans(0, 64, 0, 0)
+
+
+@pytest.mark.parametrize("n", [1, 64, 100, 257])
+def test_zero_overlap_is_a_chunk_aligned_partition(n):
+    spans = axis_spans(n, 64, halo=7, overlap=0, align=4)
+    assert [s.core for s in spans] == [(c, min(c + 64, n)) for c in range(0, n, 64)]
+    assert all((s.weight == 1).all() for s in spans)
+    assert all(s.read[0] % 4 == 0 and s.read[0] <= max(0, s.core[0] - 7) for s in spans)

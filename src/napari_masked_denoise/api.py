@@ -135,6 +135,9 @@ def denoise_to_zarr(
     scale=None,
     input_path=None,
     progress=None,
+    precision: str = "float32",
+    compile: bool = False,
+    scheduler=None,
     **options,
 ) -> StoreResult:
     """Denoise into a zarr store on disk, tile by tile, in bounded memory.
@@ -142,11 +145,15 @@ def denoise_to_zarr(
     The store holds the arrays ``denoised`` and ``noise_map`` (the input's shape,
     float32) and, in its attributes, the settings, the axes, the scale, ``sigma`` and
     ``complete``. An interrupted run can be finished with ``resume=True``.
+    ``precision``, ``compile`` and ``scheduler`` (a dask.distributed cluster: an
+    address, a ``Client`` or a number of local worker processes) are described in
+    :func:`napari_masked_denoise.engine.denoise_iter`.
     """
     gen = denoise_iter(
         image, output, method=method, preset=preset, axes=axes, device=device, seed=seed,
         tile=tile, mode=mode, resume=resume, overwrite=overwrite, scale=scale,
-        input_path=input_path, options=options,
+        input_path=input_path, options=options, precision=precision, compile=compile,
+        scheduler=scheduler,
     )
     res = run_to_completion(gen, progress)
     _warn_guess(res)

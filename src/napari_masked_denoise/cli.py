@@ -46,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
                    metavar="KEY=VALUE", help="method option overriding the preset, e.g. -o iterations=50")
+    r.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                   help="mixed: the fixed network of once mode under autocast (float16 on CUDA GPUs; "
+                        "faster there, results within about 1e-3)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile the fixed network of once mode (tens of seconds up front; long runs)")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run the tiles on a dask.distributed cluster (e.g. tcp://host:8786); its "
+                            "workers must reach INPUT and OUTPUT")
+    where.add_argument("--workers", type=int, metavar="N", default=None,
+                       help="run the tiles on a local dask cluster of N worker processes")
     r.add_argument("--resume", action="store_true", help="finish an interrupted run")
     r.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT store")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -164,7 +175,8 @@ def _run(args) -> int:
                 inp.data, args.output, method=args.method, preset=args.preset, axes=axes,
                 device=args.device, seed=args.seed, tile=args.tile, mode=args.mode,
                 resume=args.resume, overwrite=args.overwrite, scale=inp.scale,
-                input_path=inp.path, progress=bar, **dict(args.option),
+                input_path=inp.path, progress=bar, precision=args.precision, compile=args.compile,
+                scheduler=args.scheduler if args.workers is None else args.workers, **dict(args.option),
             )
         except KeyboardInterrupt:
             bar.close()
@@ -175,8 +187,9 @@ def _run(args) -> int:
     seconds = time.perf_counter() - t0
     mvox = res.voxels / 1e6
     print(f"input    {inp.path}  shape {tuple(res.denoised.shape)}  axes {res.axes}{guessed_note}")
-    print(f"method   {res.method} / {res.preset} ({res.mode} mode, {res.info['device']}, "
-          f"{res.info['tiles']} tiles)")
+    where = res.info["device"] if res.info.get("cluster") is None else f"cluster {res.info['cluster']}"
+    print(f"method   {res.method} / {res.preset} ({res.mode} mode, {where}, "
+          f"{res.info['tiles']} tiles, {res.info['tiling']})")
     print(f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)")
     print(f"sigma    {res.sigma:.6g} (robust noise estimate, input units)")
     print(f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})")

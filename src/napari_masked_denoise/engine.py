@@ -160,17 +160,19 @@ def _read(image, idx) -> np.ndarray:
 
 
 class _PlaneReader:
-    """Reads ``(N, H, W)`` tile blocks, decompressing each input chunk once.
+    """Reads the ``(N, H, W)`` input block of a job, decompressing each input chunk once.
 
     A zarr input chunked along the plane axis in chunks of more planes than a block
     would otherwise be decoded once per block: eight times for chunks of 8 slices read
     slice by slice. This reader loads the chunk-aligned range of planes of a tile once
     and serves the blocks inside it. The cache holds one range per tile and is used only
-    while that stays under ``budget`` bytes.
+    while that stays under ``budget`` bytes. Not thread-safe: one thread reads.
     """
 
-    def __init__(self, image, layout: _Layout, tiles, batch: int, budget: int = 512 * 2**20):
-        self.image, self.layout, self.tiles = image, layout, tiles
+    def __init__(self, image, plan: "_Plan", budget: int = 512 * 2**20):
+        self.image, self.plan = image, plan
+        layout, tiles = plan.layout, plan.tiles
+        batch = plan.blocks[0][1].stop - plan.blocks[0][1].start
         chunks = getattr(image, "chunks", None)
         self.zc = 1
         if layout.stack is not None and chunks is not None and isinstance(chunks[layout.stack], int | np.integer):
@@ -180,8 +182,10 @@ class _PlaneReader:
                 self.zc = zc
         self.cache: dict[int, tuple] = {}
 
-    def read(self, prefix, planes: slice, ti: int) -> np.ndarray:
-        t, lay = self.tiles[ti], self.layout
+    def read(self, j: int) -> np.ndarray:
+        bi, ti = self.plan.job(j)
+        prefix, planes = self.plan.blocks[bi]
+        t, lay = self.plan.tiles[ti], self.plan.layout
         if self.zc == 1:
             return lay.to_planes(_read(self.image, lay.index(prefix, planes, *t.read)))
         hit = self.cache.get(ti)
@@ -278,6 +282,9 @@ def denoise_iter(
     scale=None,
     input_path=None,
     options: dict | None = None,
+    precision: str = "float32",
+    compile: bool = False,
+    scheduler=None,
 ) -> Generator[Progress, None, StoreResult]:
     """Denoise ``image`` tile by tile into a zarr group, yielding :class:`Progress`.
 
@@ -316,11 +323,21 @@ def denoise_iter(
         The input's path, kept as metadata and checked against ``output``.
     options : dict, optional
         Method options that override the preset (e.g. ``{"iterations": 50}``).
+    precision : {"float32", "mixed"}
+        ``mixed`` runs the fixed network of ``once`` mode under autocast (float16 on
+        CUDA, bfloat16 on the CPU): faster on GPUs, results differ by about 1e-3.
+    compile : bool
+        ``torch.compile`` the fixed network of ``once`` mode (pays a compilation of
+        tens of seconds; for long runs).
+    scheduler : str, int or distributed.Client, optional
+        Run the tiles as tasks of a dask.distributed cluster writing straight into
+        ``output`` (a path the workers can reach): a scheduler address, a ``Client``,
+        or an int N for a local cluster of N worker processes. The adaptation runs
+        here, once; the result equals the single-process one.
 
     The generator's return value (``StopIteration.value``) is a :class:`StoreResult`.
     Closing the generator stops between tiles and leaves ``complete = False``.
     """
-    import torch
     import zarr
 
     from .device import select_device
@@ -339,18 +356,22 @@ def denoise_iter(
         raise DenoiseError(f"tile must be at least 32 pixels, got {tile}")
     if scale is not None and len(scale) != len(axes):
         raise DenoiseError(f"scale has {len(scale)} values but the axes {axes!r} {len(axes)}")
+    if precision not in ("float32", "mixed"):
+        raise DenoiseError(f"precision must be 'float32' or 'mixed', got {precision!r}")
+    if (precision == "mixed" or compile) and mode != "once":
+        raise DenoiseError("mixed precision and compile apply to the fixed network of once mode (--mode once)")
+    if scheduler is not None and not isinstance(output, str | os.PathLike):
+        raise DenoiseError("a cluster run writes into a zarr store on disk that its workers reach; give an output path")
     dev = select_device(device)
     preset = preset or default_preset(method)
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
     tile = int(tile if tile is not None else meth.default_tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)
 
-    tiles = tile_grid(layout.yx, int(tile), meth.halo + WINDOW // 2, max(16, int(tile) // 8), meth.align)
     core_hw = (min(int(tile), layout.yx[0]), min(int(tile), layout.yx[1]))
     n_stack = 1 if layout.stack is None else layout.shape[layout.stack]
     batch = int(plane_batch or _default_batch(core_hw, n_stack))
     blocks = list(layout.blocks(batch))
-    jobs = list(itertools.product(range(len(blocks)), range(len(tiles))))
     lo, hi = _norm_stats(image, layout)
     extras = tuple(meth.extras)
     fingerprint = {
@@ -366,6 +387,7 @@ def denoise_iter(
         "shape": list(image.shape),
         "axes": axes,
         "norm": [lo, hi],
+        "precision": precision,
     }
 
     if resume:
@@ -380,20 +402,6 @@ def denoise_iter(
             )
     else:
         group = zarr.open_group(store, mode="w")
-        chunks = [1] * len(axes)
-        chunks[axes.index("Y")], chunks[axes.index("X")] = core_hw
-        if layout.stack is not None:
-            chunks[layout.stack] = batch
-        for name in ("denoised", "noise_map", *extras):
-            arr = group.create_array(
-                name, shape=image.shape, chunks=tuple(chunks), dtype="float32", fill_value=0.0
-            )
-            arr.attrs.update({"axes": axes, "scale": list(scale) if scale is not None else None})
-        tchunk = min(len(jobs), 4096)
-        group.create_array("tiles_done", shape=(len(jobs),), chunks=(tchunk,), dtype="uint8", fill_value=0)
-        group.create_array(
-            "tile_sigma", shape=(len(jobs),), chunks=(tchunk,), dtype="float32", fill_value=np.nan
-        )
         meta = {
             "fingerprint": fingerprint,
             "complete": False,
@@ -404,14 +412,6 @@ def denoise_iter(
         }
         group.attrs[ATTR] = meta
 
-    result = StoreResult(
-        group=group, axes=axes, axes_guessed=guessed, method=method, preset=preset, mode=mode,
-        sigma=float("nan"), seconds=0.0, complete=False, path=path,
-        info={"device": str(dev), "tiles": len(jobs), "plane_batch": batch, "halo": meta_halo(meth),
-              "extras": extras, "intensity_range": (lo, hi)},
-    )
-    span = hi - lo
-
     # ---- once mode: adapt on a sample (or reload the adaptation of an earlier run)
     if mode == "once" or meth.needs_sample:
         if "method_state" in group:
@@ -419,46 +419,43 @@ def denoise_iter(
         else:
             sample, coords, meth.sample_origins = _sample(
                 image, layout, meth.align, sample_tiles, sample_size, seed)
-            for step, total in meth.adapt((sample - lo) / span, coords):
+            for step, total in meth.adapt((sample - lo) / (hi - lo), coords):
                 yield Progress("adapt", step, total, time.perf_counter() - t0)
             state = np.frombuffer(meth.state_bytes(), dtype=np.uint8)
             group.create_array("method_state", shape=state.shape, dtype="uint8", chunks=state.shape)[:] = state
 
-    # ---- the tiles
-    done_arr, sig_arr = group["tiles_done"], group["tile_sigma"]
-    done = np.asarray(done_arr[:], dtype=bool)
-    den, nmap = group["denoised"], group["noise_map"]
-    extra_arrs = {name: group[name] for name in extras}
-    reader = _PlaneReader(image, layout, tiles, batch)
-    n_done = int(done.sum())
-    with torch.inference_mode(mode == "once"):
-        for j, (bi, ti) in enumerate(jobs):
-            if done[j]:
-                continue
-            prefix, planes = blocks[bi]
-            t = tiles[ti]
-            raw = reader.read(prefix, planes, ti)
-            check_finite(raw, f"planes {planes.start}-{planes.stop - 1}, y {t.y.read}, x {t.x.read}")
-            x = ((raw.astype(np.float32) - lo) / span).astype(np.float32)
-            coords = Coords(layout.plane_ids(prefix, planes), t.y.read[0], t.x.read[0])
-            pred = meth.process(x, coords)
-            resid = (x - pred) * span
-            std = local_noise_std(resid)
-            cy, cx = t.core_in_read
-            w = t.weight()
-            out_idx = layout.index(prefix, planes, *t.core)
-            den_c = (pred[:, cy, cx] * span + lo) * w
-            std_c = std[:, cy, cx] * w
-            den[out_idx] = den[out_idx] + layout.from_planes(den_c)
-            nmap[out_idx] = nmap[out_idx] + layout.from_planes(std_c)
-            for name, arr in extra_arrs.items():
-                arr[out_idx] = arr[out_idx] + layout.from_planes(meth.last_extras[name][:, cy, cx] * w)
-            sig_arr[j] = robust_sigma(resid[:, cy, cx][:, ::2, ::2])  # a quarter of the pixels is plenty
-            done_arr[j] = 1
-            n_done += 1
-            yield Progress("tiles", n_done, len(jobs), time.perf_counter() - t0)
+    # ---- the tiling, now that the method (and auto's choice) is fixed
+    plan = _Plan.make(layout, int(tile), meth, blocks, batch, lo, hi)
+    if "denoised" not in group:
+        _create_arrays(group, plan, image.shape, axes, core_hw, extras, scale)
+    result = StoreResult(
+        group=group, axes=axes, axes_guessed=guessed, method=method, preset=preset, mode=mode,
+        sigma=float("nan"), seconds=0.0, complete=False, path=path,
+        info={"device": str(dev), "tiles": plan.n_jobs, "plane_batch": batch, "halo": meta_halo(meth),
+              "tiling": "exact" if plan.exact else "blended", "extras": extras,
+              "intensity_range": (lo, hi), "precision": precision, "compiled": bool(compile),
+              "cluster": None if scheduler is None else _describe(scheduler)},
+    )
 
-    sig = np.asarray(sig_arr[:], dtype=np.float64)
+    # ---- the tiles
+    done = np.asarray(group["tiles_done"][...], dtype=bool).ravel()
+    n_done = int(done.sum())
+    todo = [j for j in range(plan.n_jobs) if not done[j]]
+    if scheduler is not None and todo:
+        from .cluster import run_on_cluster
+
+        spec = dict(method=method, preset=preset, mode=mode, device=device if isinstance(device, str | None)
+                    else str(device), seed=seed, options=options or {})
+        runner = run_on_cluster(scheduler, plan, image, path, todo, spec, precision, compile)
+    else:
+        if compile and todo:
+            meth.compile()
+        runner = _run_jobs(plan, meth, image, group, todo, precision)
+    for n in runner:
+        n_done += n
+        yield Progress("tiles", n_done, plan.n_jobs, time.perf_counter() - t0)
+
+    sig = np.asarray(group["tile_sigma"][...], dtype=np.float64)
     result.sigma = float(np.nanmedian(sig)) if np.isfinite(sig).any() else float("nan")
     result.seconds = time.perf_counter() - t0
     result.complete = True
@@ -471,6 +468,199 @@ def denoise_iter(
     )
     group.attrs[ATTR] = meta
     return result
+
+
+# --------------------------------------------------------------------------- the jobs
+@dataclass
+class _Plan:
+    """Where every job of a run reads and writes: job ``j`` is block ``j // n_tiles`` and
+    tile ``j % n_tiles``. Picklable, so that cluster workers get the same plan.
+
+    ``exact`` tilings (a fixed network whose receptive field the halo covers) cut each
+    plane into a partition aligned to the output chunks: every job writes whole chunks
+    that no other job touches, by assignment, so jobs run in any order or in parallel
+    and a repeated job writes the same values. Blended tilings overlap and add their
+    weighted cores into the output; their jobs run one block after another.
+    """
+
+    layout: _Layout
+    tiles: list
+    blocks: list
+    lo: float
+    span: float
+    exact: bool
+    n_tx: int  # tiles along X: the ledger's chunk is one row of tiles of one block
+
+    @classmethod
+    def make(cls, layout, tile, meth, blocks, batch, lo, hi):
+        exact = bool(meth.tile_exact)
+        overlap = 0 if exact else max(16, tile // 8)
+        tiles = tile_grid(layout.yx, tile, meth.halo + WINDOW // 2, overlap, meth.align)
+        n_tx = len({t.x.core for t in tiles})
+        return cls(layout, tiles, blocks, lo, hi - lo, exact, n_tx)
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.blocks) * len(self.tiles)
+
+    def job(self, j: int) -> tuple[int, int]:
+        return divmod(j, len(self.tiles))
+
+    def groups(self, todo) -> list[list[int]]:
+        """``todo`` split into groups whose writes (outputs and ledger chunks) are disjoint:
+        one row of tiles of a block when exact, a whole block when blended."""
+        per = self.n_tx if self.exact else len(self.tiles)
+        out: dict[int, list[int]] = {}
+        for j in todo:
+            out.setdefault(j // per, []).append(j)
+        return list(out.values())
+
+
+def _create_arrays(group, plan: _Plan, shape, axes, core_hw, extras, scale) -> None:
+    chunks = [1] * len(axes)
+    chunks[axes.index("Y")], chunks[axes.index("X")] = core_hw
+    if plan.layout.stack is not None:
+        chunks[plan.layout.stack] = plan.blocks[0][1].stop - plan.blocks[0][1].start
+    for name in ("denoised", "noise_map", *extras):
+        arr = group.create_array(name, shape=shape, chunks=tuple(chunks), dtype="float32", fill_value=0.0)
+        arr.attrs.update({"axes": axes, "scale": list(scale) if scale is not None else None})
+    ledger = (len(plan.blocks), len(plan.tiles))
+    group.create_array("tiles_done", shape=ledger, chunks=(1, plan.n_tx), dtype="uint8", fill_value=0)
+    group.create_array("tile_sigma", shape=ledger, chunks=(1, plan.n_tx), dtype="float32", fill_value=np.nan)
+
+
+def _predict(meth, x: np.ndarray, coords: Coords, exact: bool) -> np.ndarray:
+    """``meth.process``; on running out of GPU memory, the same work in smaller pieces:
+    half the planes, then (exact tilings) quarter tiles with the method's halo."""
+    import torch
+
+    try:
+        return meth.process(x, coords)
+    except torch.OutOfMemoryError:
+        if getattr(meth.device, "type", "cpu") == "cuda":
+            torch.cuda.empty_cache()
+    n, h, w = x.shape
+    parts = []
+    if n > 1:
+        k = n // 2
+        for sl in (slice(0, k), slice(k, n)):
+            parts.append((sl, slice(None), slice(None), Coords(coords.planes[sl], coords.y0, coords.x0)))
+    elif exact and max(h, w) > 32 + 2 * meth.halo:
+        size = max(32, -(-max(h, w) // 2 // max(1, meth.align)) * max(1, meth.align))
+        for t in tile_grid((h, w), size, meth.halo, 0, meth.align):
+            parts.append((t, *t.read, Coords(coords.planes, coords.y0 + t.y.read[0], coords.x0 + t.x.read[0])))
+    else:
+        raise DenoiseError(
+            f"out of GPU memory on a tile of {n}x{h}x{w}; pass a smaller tile (--tile) or device=cpu")
+    out = np.empty(x.shape, np.float32)
+    extras: dict[str, np.ndarray] = {name: np.empty(x.shape, np.float32) for name in meth.extras}
+    for part, ys, xs, c in parts:
+        if isinstance(part, slice):  # a half of the planes
+            out[part] = _predict(meth, x[part], c, exact)
+            for name in extras:
+                extras[name][part] = meth.last_extras[name]
+        else:  # a sub-tile: keep its core
+            pred = _predict(meth, np.ascontiguousarray(x[:, ys, xs]), c, exact)
+            out[:, part.core[0], part.core[1]] = pred[:, part.core_in_read[0], part.core_in_read[1]]
+            for name in extras:
+                extras[name][:, part.core[0], part.core[1]] = meth.last_extras[name][
+                    :, part.core_in_read[0], part.core_in_read[1]]
+    if extras:
+        meth.last_extras = extras
+    return out
+
+
+def _compute(plan: _Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[dict, float]:
+    """Denoise job ``j`` from its input block: its core values per output array, and the
+    robust sigma of its residual."""
+    import torch
+
+    bi, ti = plan.job(j)
+    prefix, planes = plan.blocks[bi]
+    t, lay = plan.tiles[ti], plan.layout
+    check_finite(raw, f"planes {planes.start}-{planes.stop - 1}, y {t.y.read}, x {t.x.read}")
+    x = ((raw.astype(np.float32) - plan.lo) / plan.span).astype(np.float32)
+    coords = Coords(lay.plane_ids(prefix, planes), t.y.read[0], t.x.read[0])
+    if precision == "mixed":
+        dev = meth.device.type
+        with torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16):
+            pred = _predict(meth, x, coords, plan.exact)
+    else:
+        pred = _predict(meth, x, coords, plan.exact)
+    pred = np.asarray(pred, dtype=np.float32)
+    resid = (x - pred) * plan.span
+    std = local_noise_std(resid)
+    cy, cx = t.core_in_read
+    out = {"denoised": pred[:, cy, cx] * plan.span + plan.lo, "noise_map": std[:, cy, cx]}
+    for name in meth.extras:
+        out[name] = meth.last_extras[name][:, cy, cx]
+    if not plan.exact:
+        w = t.weight()
+        out = {k: v * w for k, v in out.items()}
+    return out, robust_sigma(resid[:, cy, cx][:, ::2, ::2])  # a quarter of the pixels is plenty
+
+
+def _write(plan: _Plan, group, j: int, out: dict, sigma: float) -> None:
+    """Write job ``j``'s cores (assign when exact, add when blended), then its ledger."""
+    bi, ti = plan.job(j)
+    prefix, planes = plan.blocks[bi]
+    idx = plan.layout.index(prefix, planes, *plan.tiles[ti].core)
+    for name, val in out.items():
+        arr = group[name]
+        val = plan.layout.from_planes(val)
+        arr[idx] = val if plan.exact else arr[idx] + val
+    group["tile_sigma"][bi, ti] = sigma
+    group["tiles_done"][bi, ti] = 1
+
+
+PREFETCH = 2
+"""Input blocks read ahead of the one being denoised."""
+
+
+def _run_jobs(plan: _Plan, meth, image, group, todo: list[int], precision: str):
+    """Run jobs ``todo`` in order; yields 1 per job handed to the writer.
+
+    One thread reads the next blocks and another writes finished ones while this thread
+    denoises. Closing the generator (or an error) waits for the writes already handed
+    over, so the ledger then lists exactly the jobs yielded.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    import torch
+
+    if not todo:
+        return
+    reader = _PlaneReader(image, plan)
+    # output arrays opened once: zarr re-reads metadata on every group[name]
+    arrays = {name: group[name] for name in ("denoised", "noise_map", "tile_sigma", "tiles_done",
+                                             *meth.extras)}
+    with ThreadPoolExecutor(1) as rpool, ThreadPoolExecutor(1) as wpool:
+        reads = deque(rpool.submit(reader.read, j) for j in todo[:PREFETCH])
+        writes: deque = deque()
+        try:
+            for k, j in enumerate(todo):
+                raw = reads.popleft().result()
+                if k + PREFETCH < len(todo):
+                    reads.append(rpool.submit(reader.read, todo[k + PREFETCH]))
+                with torch.inference_mode(meth.mode == "once"):  # not held across the yield
+                    out, sigma = _compute(plan, meth, j, raw, precision)
+                writes.append(wpool.submit(_write, plan, arrays, j, out, sigma))
+                while len(writes) > 2 or (writes and writes[0].done()):
+                    writes.popleft().result()
+                yield 1
+            while writes:
+                writes.popleft().result()
+        finally:
+            for f in reads:
+                f.cancel()
+            wait(writes)
+
+
+def _describe(scheduler) -> str:
+    if isinstance(scheduler, int) or (isinstance(scheduler, str) and scheduler.isdigit()):
+        return f"local, {int(scheduler)} processes"
+    return str(getattr(scheduler, "scheduler_info", lambda: {})().get("address", scheduler))
 
 
 def _jsonable(obj):

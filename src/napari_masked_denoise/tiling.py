@@ -5,7 +5,10 @@ of at most ``tile`` pixels whose neighbours overlap by ``overlap`` pixels. Each 
 read with a *halo* of context (the network's receptive-field radius) that is computed
 and cropped away, so the core is the same as in an untiled run. Overlapping cores are
 blended with raised-cosine weights that sum to one everywhere, so there are no seams.
-The 2-D contract is ``out[core] += weight * pred[core - read.start]``.
+The 2-D contract is ``out[core] += weight * pred[core - read.start]``. Where the
+prediction does not depend on where tiles are cut (a fixed network whose receptive
+field the halo covers), no overlap is needed: ``overlap=0`` makes the cores a partition
+aligned to a chunk grid, and ``out[core] = pred[core - read.start]``.
 
 The module is pure numpy and knows nothing of any method.
 """
@@ -71,6 +74,8 @@ class Tile:
 def _core_starts(n: int, tile: int, overlap: int, align: int) -> list[int]:
     if n <= tile:
         return [0]
+    if overlap == 0:  # a partition: cores at multiples of `tile`, the last one shorter
+        return list(range(0, n, tile))
     stride = max(tile - overlap, align)
     stride -= stride % align
     starts = list(range(0, n - tile, stride))
@@ -93,7 +98,9 @@ def axis_spans(n: int, tile: int, halo: int, overlap: int, align: int = 1) -> li
     halo : int
         Context read on each side of a core and cropped away after processing.
     overlap : int
-        Overlap of neighbouring cores, blended with raised-cosine weights.
+        Overlap of neighbouring cores, blended with raised-cosine weights. With 0 the
+        cores partition the axis at multiples of ``tile`` (weights all one): each
+        output pixel comes from one tile, and cores match a chunk grid of ``tile``.
     align : int
         Read regions start at multiples of ``align`` (the network's total
         down-sampling), so a tile sees the same pixel grid as the whole image.

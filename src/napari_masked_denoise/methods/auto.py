@@ -251,9 +251,17 @@ class Auto(Method):
         self.chosen = spec
         for k in [k for k in self.candidates if k != spec]:
             del self.candidates[k]  # free the other candidates' networks
+        self.halo, self.align = self.candidates[spec].halo, self.candidates[spec].align
+
+    @property
+    def tile_exact(self) -> bool:
+        return self.chosen is not None and self.candidates[self.chosen].tile_exact
 
     def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
         return self.candidates[self.chosen].process(block, coords)
+
+    def compile(self) -> None:
+        self.candidates[self.chosen].compile()
 
     # -- resume -------------------------------------------------------------------------
     def state_bytes(self) -> bytes:

@@ -82,12 +82,22 @@ class Method:
     default_tile: int = 256
     """Core tile size when the user gives none: larger for a wide receptive field, so
     that the halo read around each tile stays a small share of the work."""
+    exact_support: ClassVar[bool] = False
+    """Whether :attr:`halo` covers everything :meth:`process` reads around a pixel, so
+    that with fixed parameters a tile's core is the same wherever the tiles are cut."""
     sample_origins: list[tuple[int, int, int]] | None = None
     """Set by the engine before :meth:`adapt`: ``(plane, y0, x0)`` of every sample crop in
     the image (the crops may overlap; their ``Coords`` keep masks apart between crops)."""
     extras: tuple[str, ...] = ()
     """Names of extra per-pixel outputs; after each :meth:`process`, ``last_extras`` maps
     each name to an ``(N, H, W)`` array, blended and stored like the denoised output."""
+
+    @property
+    def tile_exact(self) -> bool:
+        """Whether tiles need no blending (``once`` mode with an exact halo): the engine
+        then cuts each plane into a partition aligned to the output chunks and writes
+        every tile once, without overlap and without reading the output back."""
+        return self.exact_support and self.mode == "once"
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
@@ -97,6 +107,13 @@ class Method:
     def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
         """Denoise a block ``(N, H, W)``; return the same shape, float32."""
         raise NotImplementedError
+
+    def compile(self) -> None:
+        """``torch.compile`` the fixed network (``once`` mode, after :meth:`adapt`)."""
+        import torch
+
+        if getattr(self, "net", None) is not None:
+            self.net = torch.compile(self.net)
 
     # -- the network: shipped or own weights, or random initialisation -----------------
     def _build_net(self, make_net, user_options: dict):

@@ -95,6 +95,7 @@ class NonLocalMeans(_Classical):
     presets = {"default": Preset("h = 0.8 sigma, patch 5, distance 6, fast mode", {})}
     defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6}
     halo = 8  # search distance + half the patch: exact
+    exact_support = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

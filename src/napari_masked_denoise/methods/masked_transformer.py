@@ -36,6 +36,7 @@ KNOWN_RADIUS = {((2, 2), 8): 95}
 
 
 class MaskedTransformer(Method):
+    exact_support = True  # the halo is the measured receptive field
     name = "masked-transformer"
     summary = ("one forward pass of a transformer trained with masked image training (no adaptation; "
                "no shipped weights yet)")

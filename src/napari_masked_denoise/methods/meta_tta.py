@@ -56,6 +56,7 @@ def _measure_radius(widths: tuple[int, ...]) -> int:
 
 
 class MetaTTA(Method):
+    exact_support = True  # the halo is the measured receptive field
     name = "meta-tta"
     summary = "meta-learned head-only test-time adaptation on a learned loss mask"
     presets = {

@@ -1,0 +1,117 @@
+"""Cluster mode: the tiles of a run as dask.distributed tasks writing into the zarr store.
+
+The engine adapts the method once, here, and keeps its state in the output store, as a
+single-process run does. Each task rebuilds the method from the run's settings and that
+state (once per worker process and run), then denoises a group of tiles whose writes no
+other group touches (:meth:`engine._Plan.groups`: a row of tiles of a block for exact
+tilings, a whole block for blended ones) with the same code as a single-process run, so
+the output is the same. The store's ledger records every finished tile, so a stopped
+cluster run resumes like any other.
+
+The workers must reach the input and the output: an input and output on a shared file
+system (or object store), or a numpy input, which is scattered to the workers once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import numpy as np
+
+__all__ = ["connect", "run_on_cluster"]
+
+_STATE: dict = {}  # per worker process: the method of the current run
+_LOCK = threading.Lock()  # one task at a time per process; torch uses the worker's threads
+
+
+def connect(scheduler):
+    """``(client, cluster)`` for a scheduler address, a ``Client`` or a number of local
+    worker processes; ``cluster`` is the :class:`LocalCluster` started here, else None."""
+    from ._axes import DenoiseError
+
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise DenoiseError("cluster mode needs dask.distributed: pip install distributed") from None
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if isinstance(scheduler, int) or (isinstance(scheduler, str) and scheduler.isdigit()):
+        n = int(scheduler)
+        if n < 1:
+            raise DenoiseError(f"workers must be at least 1, got {n}")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=max(1, (os.cpu_count() or 1) // n),
+                               processes=True, dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(str(scheduler), timeout="20s"), None
+    except OSError as exc:
+        raise DenoiseError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+
+
+def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], spec: dict, precision: str,
+                   compile: bool):
+    """Run jobs ``todo`` of ``plan`` on the cluster; yields the number of jobs of every
+    finished task. Closing the generator cancels the tasks not started yet."""
+    from distributed import as_completed
+
+    client, cluster = connect(scheduler)
+    futures = []
+    try:
+        key = uuid.uuid4().hex
+        data = client.scatter(image, broadcast=True) if isinstance(image, np.ndarray) else image
+        plan_f = client.scatter(plan, broadcast=True)
+        futures = [client.submit(_task, key, spec, plan_f, data, path, jobs, precision, compile, pure=False)
+                   for jobs in plan.groups(todo)]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.cancel(futures)
+        if cluster is not None:
+            client.close()
+            cluster.close()
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _method(key: str, spec: dict, path: str, compile: bool):
+    """The adapted method of run ``key`` in this process, built on first use."""
+    import torch
+    import zarr
+
+    from .device import select_device
+    from .methods import get_method
+
+    if _STATE.get("key") != key:
+        _STATE.clear()
+        torch.set_num_threads(_worker_threads())
+        meth = get_method(spec["method"])(preset=spec["preset"], mode=spec["mode"],
+                                          device=select_device(spec["device"]), seed=spec["seed"],
+                                          **spec["options"])
+        group = zarr.open_group(path, mode="r+")
+        if "method_state" in group:
+            meth.load_state_bytes(bytes(group["method_state"][:]))
+        if compile:
+            meth.compile()
+        _STATE.update(key=key, meth=meth, group=group)
+    return _STATE["meth"], _STATE["group"]
+
+
+def _task(key, spec, plan, image, path, jobs, precision, compile) -> int:
+    import dask
+
+    from .engine import _run_jobs
+
+    with _LOCK, dask.config.set(scheduler="sync"):  # a dask input is read in this task
+        meth, group = _method(key, spec, path, compile)
+        for _ in _run_jobs(plan, meth, image, group, jobs, precision):
+            pass
+    return len(jobs)
