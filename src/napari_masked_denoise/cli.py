@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: per-tile for one 2-D image, once for volumes)")
     r.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
     r.add_argument("--tile", type=int, default=None,
-                   help="tile size in Y and X (default: the method's, 256; 512 for meta-tta)")
+                   help="tile size in Y and X (default: 1024 for a fixed network in once mode, "
+                        "else the method's, 256; 512 for meta-tta and classical methods)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
                    metavar="KEY=VALUE", help="method option overriding the preset, e.g. -o iterations=50")

@@ -31,6 +31,8 @@ from .tiling import tile_grid
 __all__ = ["Progress", "StoreResult", "denoise_iter", "run_to_completion", "open_result"]
 
 ATTR = "napari_masked_denoise"
+EXACT_TILE = 1024
+"""Default tile of a fixed network whose halo covers its receptive field (``once`` mode)."""
 
 
 @dataclass(frozen=True)
@@ -309,8 +311,9 @@ def denoise_iter(
         results, also across cancel and resume.
     tile : int, optional
         Core tile size in Y and X; tiles are read with a halo of the network's
-        receptive field and blended where they overlap. Default: the method's
-        ``default_tile`` (256; larger for networks with a wide receptive field).
+        receptive field. Default: 1024 for a fixed network in ``once`` mode (tiles
+        cut exactly, without overlap); else the method's ``default_tile`` (256;
+        512 for classical methods and meta-TTA), tiles overlapping and blended.
     plane_batch : int, optional
         Planes processed together; default keeps about 4 * 256^2 pixels per block.
     sample_tiles, sample_size : int
@@ -365,7 +368,9 @@ def denoise_iter(
     dev = select_device(device)
     preset = preset or default_preset(method)
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
-    tile = int(tile if tile is not None else meth.default_tile)
+    if tile is None:  # an exact tiling costs only its halo: large tiles read less of it
+        tile = max(meth.default_tile, EXACT_TILE) if meth.exact_support and mode == "once" else meth.default_tile
+    tile = int(tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)
 
     core_hw = (min(int(tile), layout.yx[0]), min(int(tile), layout.yx[1]))
