@@ -185,3 +185,31 @@ def test_mixed_precision_changes_the_result_only_slightly(camera_noisy):
     assert 0 < diff.max() < 0.05 and diff.mean() < 0.005  # bfloat16 on the CPU: 8 bits of mantissa
     with pytest.raises(ValueError, match="once mode"):
         _run(noisy, precision="mixed", **{**kw, "mode": "per-tile"})
+
+
+@pytest.mark.parametrize("method", ["ttt-mim", "meta-tta", "zero-shot"])
+def test_compile_wraps_the_calls_that_denoise_the_tiles(monkeypatch, method):
+    """``compile=True`` hands the network calls of ``once`` mode to ``torch.compile`` (a
+    recording stand-in here: a real CPU compilation takes minutes) and the tiles then go
+    through them, with an unchanged result."""
+    import torch
+
+    compiled, called = [], []
+
+    def fake_compile(fn, **kwargs):
+        compiled.append(fn)
+
+        def wrapper(*a, **k):
+            called.append(fn)
+            return fn(*a, **k)
+        return wrapper
+
+    vol = np.random.default_rng(6).random((2, 48, 48)).astype(np.float32)
+    kw = dict(method=method, preset="fast", axes="ZYX", mode="once", options={"iterations": 2} if method == "zero-shot" else {})
+    ref = _run(vol, **kw)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    res = _run(vol, compile=True, **kw)
+    assert res.info["compiled"] and compiled and set(map(id, called)) >= {id(f) for f in compiled[:1]}
+    np.testing.assert_allclose(res.denoised[...], ref.denoised[...], atol=1e-6)
+    with pytest.raises(ValueError, match="no network calls to compile"):
+        _run(vol, compile=True, method="tv", axes="ZYX", mode="once", options={})

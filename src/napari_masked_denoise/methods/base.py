@@ -108,12 +108,28 @@ class Method:
         """Denoise a block ``(N, H, W)``; return the same shape, float32."""
         raise NotImplementedError
 
+    compiled_calls: ClassVar[tuple[str, ...]] = ()
+    """The calls on :attr:`net` that :meth:`process` makes in ``once`` mode (``"forward"``
+    for ``net(x)``), compiled by :meth:`compile`."""
+
     def compile(self) -> None:
-        """``torch.compile`` the fixed network (``once`` mode, after :meth:`adapt`)."""
+        """``torch.compile`` the fixed network's calls (``once`` mode, after :meth:`adapt`).
+
+        Compiling costs tens of seconds per distinct tile shape on a CPU (about 80 s for
+        meta-TTA on two cores) and then runs the network about 1.5x faster there.
+        """
         import torch
 
-        if getattr(self, "net", None) is not None:
-            self.net = torch.compile(self.net)
+        from .._axes import DenoiseError
+
+        if not self.compiled_calls:
+            raise DenoiseError(f"method {self.name!r} has no network calls to compile")
+        for name in self.compiled_calls:
+            target = self.net if name == "forward" else getattr(self.net, name)
+            if isinstance(target, torch.nn.Module):
+                target.compile()  # in place: the module keeps its parameters and its name
+            else:
+                setattr(self.net, name, torch.compile(target))
 
     # -- the network: shipped or own weights, or random initialisation -----------------
     def _build_net(self, make_net, user_options: dict):

@@ -57,6 +57,7 @@ def _measure_radius(widths: tuple[int, ...]) -> int:
 
 class MetaTTA(Method):
     exact_support = True  # the halo is the measured receptive field
+    compiled_calls = ("features", "heads", "mask")
     name = "meta-tta"
     summary = "meta-learned head-only test-time adaptation on a learned loss mask"
     presets = {

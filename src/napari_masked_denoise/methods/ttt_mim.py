@@ -53,6 +53,7 @@ def _radius(widths: tuple[int, ...]) -> int:
 
 class TTTMIM(Method):
     exact_support = True  # the halo is the measured receptive field
+    compiled_calls = ("denoise",)
     name = "ttt-mim"
     summary = "test-time training of a Gaussian-pretrained network with a masked-image-modelling head"
     presets = {

@@ -41,6 +41,7 @@ def receptive_radius(widths: tuple[int, ...]) -> int:
 
 class ZeroShotFilling(Method):
     exact_support = True  # the halo is the measured receptive field
+    compiled_calls = ("forward",)
     name = "zero-shot"
     summary = "zero-shot iterative filling with masked re-training of a small U-Net"
     presets = {
