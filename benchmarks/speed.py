@@ -95,9 +95,9 @@ def _append(row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _cli(inp: Path, out: Path, method: str, preset: str, extra=()) -> list[str]:
+def _cli(inp: Path, out: Path, method: str, preset: str, extra=(), device: str = "cpu") -> list[str]:
     return [sys.executable, "-m", "napari_masked_denoise.cli", "run", str(inp), str(out), "--method", method,
-            "--preset", preset, "--axes", "ZYX", "--mode", "once", "--device", "cpu", "--overwrite",
+            "--preset", preset, "--axes", "ZYX", "--mode", "once", "--device", device, "--overwrite",
             "--quiet", *extra]
 
 
@@ -112,10 +112,10 @@ def run_volumes(args) -> None:
         for spec in args.methods.split(","):
             name, preset = _spec(spec)
             out = work / "out.zarr"
-            res = run_cli(_cli(inp, out, name, preset, args.extra), work)
+            res = run_cli(_cli(inp, out, name, preset, args.extra, args.device), work)
             shutil.rmtree(out, ignore_errors=True)
             row = {"part": "volumes", "method": name, "preset": preset, "slices": n,
-                   "mvox": n * YX * YX / 1e6, "wall_s": res["wall_s"], "engine_s": res["cli_s"],
+                   "device": args.device, "mvox": n * YX * YX / 1e6, "wall_s": res["wall_s"], "engine_s": res["cli_s"],
                    "rss_mib": res["maxrss_kib"] / 1024, "tiles": res["tiles"], "extra": list(args.extra),
                    "tiling": "exact" if ", exact)" in res["stdout"] else "blended"}
             _append(row)
@@ -197,8 +197,8 @@ def _latest(rows, key):
 
 def report(args) -> None:
     rows = read_rows(RAW)
-    vol = _latest([r for r in rows if r["part"] == "volumes" and not r.get("extra")],
-                  lambda r: (r["method"], r["preset"], r["slices"]))
+    vol = _latest([r for r in rows if r["part"] == "volumes" and not r.get("extra")
+                   and r.get("device", "cpu") == "cpu"], lambda r: (r["method"], r["preset"], r["slices"]))
     fmd = _latest([r for r in rows if r["part"] == "fmd"], lambda r: (r["method"], r["preset"], r["image"]))
     clu = [r for r in rows if r["part"] == "cluster"]
     m = (rows[-1] if rows else {}).get("machine", {})
@@ -310,6 +310,7 @@ def main(argv=None) -> int:
     v.add_argument("--methods", default="meta-tta:no-adapt")
     v.add_argument("--workdir", default="/tmp/speed")
     v.add_argument("--extra", action="append", default=[], help="extra CLI argument (repeatable)")
+    v.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU")
     f = sub.add_parser("fmd")
     f.add_argument("--methods", default="meta-tta:no-adapt,ttt-mim:no-adapt,tv:fixed,nlm:default,bm3d:default")
     f.add_argument("--threads", type=int, default=2)

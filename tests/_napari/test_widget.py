@@ -161,6 +161,54 @@ def test_a_cancelled_large_run_leaves_no_temporary_store(viewer_widget, qtbot, m
     assert not Path(folder).exists() and folder not in widget_mod._TEMP_FOLDERS
 
 
+def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(viewer_widget, qtbot, monkeypatch,
+                                                                      tmp_path):
+    """A zarr-backed volume layer: no read of the input ever takes more than a tile's
+    planes, the results are zarr arrays on disk, and the GUI thread keeps handling
+    events while the worker denoises."""
+    import zarr
+    from qtpy.QtCore import QTimer
+
+    from napari_masked_denoise._napari import widget as widget_mod
+
+    monkeypatch.setattr(widget_mod, "MEMORY_LIMIT_VOXELS", 1000)
+    vol = _image((6, 192, 192))
+    src = zarr.create_array(store=str(tmp_path / "vol.zarr"), shape=vol.shape, chunks=(1, 48, 48), dtype="f4")
+    src[:] = vol
+    viewer, widget = viewer_widget  # zero-shot with a small network
+    viewer.add_image(src, name="vol", contrast_limits=(0, 1))
+    widget.set_layer("vol")
+    widget.tile_spin.value = 48
+    reads, real_getitem = [], zarr.Array.__getitem__
+
+    def recording(self, key):
+        out = real_getitem(self, key)
+        if str(tmp_path) in str(self.store_path):
+            reads.append(np.size(out))
+        return out
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", recording)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(widget.busy))
+    timer.start(5)
+    widget.run()
+    _wait_idle(qtbot, widget)
+    timer.stop()
+    res = widget.last_result
+    try:
+        assert res is not None and res.complete
+        assert any(ticks), "the GUI thread handled no event while the worker ran"
+        tile_block = 6 * (48 + 2 * res.info["halo"]) ** 2  # all planes of one tile with its halo
+        assert reads and max(reads) <= tile_block < vol.size / 4
+        den = viewer.layers["vol denoised"].data
+        assert isinstance(den, zarr.Array) and den.shape == vol.shape
+    finally:
+        for name in ("vol denoised", "vol noise map"):
+            if name in viewer.layers:
+                viewer.layers.remove(name)
+
+
 def test_run_multiscale_and_rgb(viewer_widget, qtbot):
     viewer, widget = viewer_widget
     base = _image((64, 64))
