@@ -117,7 +117,7 @@ def run_volumes(args) -> None:
             row = {"part": "volumes", "method": name, "preset": preset, "slices": n,
                    "device": args.device, "mvox": n * YX * YX / 1e6, "wall_s": res["wall_s"], "engine_s": res["cli_s"],
                    "rss_mib": res["maxrss_kib"] / 1024, "tiles": res["tiles"], "extra": list(args.extra),
-                   "tiling": "exact" if ", exact)" in res["stdout"] else "blended"}
+                   "tiling": "exact" if ", exact)" in res["stdout"] else "blended", "label": args.label}
             _append(row)
             print(f"[{n} slices] {name}:{preset} {row['wall_s']:.1f} s wall, {row['engine_s']:.1f} s engine, "
                   f"{row['mvox'] / row['engine_s']:.3f} Mvoxel/s, {row['rss_mib']:.0f} MiB", flush=True)
@@ -197,8 +197,10 @@ def _latest(rows, key):
 
 def report(args) -> None:
     rows = read_rows(RAW)
-    vol = _latest([r for r in rows if r["part"] == "volumes" and not r.get("extra")
+    vol = _latest([r for r in rows if r["part"] == "volumes" and not r.get("extra") and not r.get("label")
                    and r.get("device", "cpu") == "cpu"], lambda r: (r["method"], r["preset"], r["slices"]))
+    before = _latest([r for r in rows if r["part"] == "volumes" and r.get("label") == "before"],
+                     lambda r: (r["method"], r["preset"], r["slices"]))
     fmd = _latest([r for r in rows if r["part"] == "fmd"], lambda r: (r["method"], r["preset"], r["image"]))
     clu = [r for r in rows if r["part"] == "cluster"]
     m = (rows[-1] if rows else {}).get("machine", {})
@@ -224,6 +226,18 @@ def report(args) -> None:
         lines += _scaling(vol)
         _plot(vol)
         lines += ["", "![time and memory against size](speed.png)", ""]
+    if before:
+        now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
+        lines += ["### This engine against the engine before it (commit 93ef39e: overlapping blended tiles "
+                  "everywhere, no reader or writer thread, default tile 256 / 512)", "",
+                  "| method | Z slices | before: tiles, engine s | now: tiles, engine s | speed-up |",
+                  "|---|---:|---:|---:|---:|"]
+        for b in sorted(before, key=lambda r: (r["method"], r["preset"], r["slices"])):
+            n = now.get((b["method"], b["preset"], b["slices"]))
+            if n:
+                lines.append(f"| {b['method']}:{b['preset']} | {b['slices']} | {b['tiles']}, {b['engine_s']:.1f} | "
+                             f"{n['tiles']}, {n['engine_s']:.1f} | {b['engine_s'] / n['engine_s']:.2f}x |")
+        lines.append("")
     if fmd:
         lines += ["### On the real fluorescence pairs (4 images of 512 x 512, after a warm-up image)", "",
                   f"Python API, `denoise(noisy, method, preset, axes='YX', device='cpu')`, "
@@ -311,6 +325,8 @@ def main(argv=None) -> int:
     v.add_argument("--workdir", default="/tmp/speed")
     v.add_argument("--extra", action="append", default=[], help="extra CLI argument (repeatable)")
     v.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU")
+    v.add_argument("--label", default="", help="tag the rows (e.g. 'before': the engine of another "
+                   "commit, run with PYTHONPATH=WORKTREE/src); tagged rows are compared, not tabled")
     f = sub.add_parser("fmd")
     f.add_argument("--methods", default="meta-tta:no-adapt,ttt-mim:no-adapt,tv:fixed,nlm:default,bm3d:default")
     f.add_argument("--threads", type=int, default=2)

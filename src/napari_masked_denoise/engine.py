@@ -303,7 +303,8 @@ def denoise_iter(
         e.g. ``"ZYX"``, ``"TCZYX"``; guessed for 2-D and 3-D inputs when omitted.
     mode : {"per-tile", "once"}, optional
         Adapt per tile, or once on a sample and then process every tile quickly.
-        Default: ``per-tile`` for a single 2-D plane, ``once`` otherwise.
+        Default: ``per-tile`` for a single 2-D plane (unless the method adapts nothing
+        per tile, e.g. a ``no-adapt`` preset), ``once`` otherwise.
     device : str or torch.device, optional
         ``"cpu"``, ``"cuda"``, ``"mps"``; default: the best available.
     seed : int
@@ -351,8 +352,11 @@ def denoise_iter(
     axes, guessed = resolve_axes(axes, tuple(image.shape))
     check_array(image, axes)
     layout = _Layout.of(image.shape, axes)
-    if mode is None:
-        mode = "per-tile" if layout.n_planes == 1 else "once"
+    preset = preset or default_preset(method)
+    if mode is None:  # per-tile for one 2-D image, unless the method has nothing to adapt there
+        cls = get_method(method)
+        adapts = cls.adapts_per_tile(cls.merged_options(preset, options))
+        mode = "per-tile" if layout.n_planes == 1 and adapts else "once"
     if mode not in MODES:
         raise DenoiseError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if tile is not None and int(tile) < 32:
@@ -366,10 +370,9 @@ def denoise_iter(
     if scheduler is not None and not isinstance(output, str | os.PathLike):
         raise DenoiseError("a cluster run writes into a zarr store on disk that its workers reach; give an output path")
     dev = select_device(device)
-    preset = preset or default_preset(method)
     meth = get_method(method)(preset=preset, mode=mode, device=dev, seed=seed, **(options or {}))
     if tile is None:  # an exact tiling costs only its halo: large tiles read less of it
-        tile = max(meth.default_tile, EXACT_TILE) if meth.exact_support and mode == "once" else meth.default_tile
+        tile = max(meth.default_tile, EXACT_TILE) if meth.tile_exact else meth.default_tile
     tile = int(tile)
     store, path = _prepare_output(output, input_path, overwrite, resume)
 

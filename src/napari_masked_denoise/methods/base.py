@@ -69,7 +69,7 @@ class Method:
         self.mode = mode
         self.device = device
         self.seed = int(seed)
-        self.options = {**self.defaults, **self.presets[preset].options, **options}
+        self.options = self.merged_options(preset, options)
         self.report: dict = {}
         """What the method decided, JSON-able (``auto``: the choice and the held-out
         scores); the engine copies it into ``info["method_report"]`` and the store."""
@@ -92,12 +92,25 @@ class Method:
     """Names of extra per-pixel outputs; after each :meth:`process`, ``last_extras`` maps
     each name to an ``(N, H, W)`` array, blended and stored like the denoised output."""
 
+    @classmethod
+    def adapts_per_tile(cls, options: dict) -> bool:
+        """Whether ``per-tile`` mode adapts anything to each tile with these (merged)
+        options. If not, ``per-tile`` and ``once`` give the same result and the engine
+        runs a single 2-D image in ``once`` mode too."""
+        return True
+
+    @classmethod
+    def merged_options(cls, preset: str, options: dict | None = None) -> dict:
+        """Defaults, then the preset's options (when the preset exists), then ``options``."""
+        known = cls.presets.get(preset)
+        return {**cls.defaults, **(known.options if known else {}), **(options or {})}
+
     @property
     def tile_exact(self) -> bool:
-        """Whether tiles need no blending (``once`` mode with an exact halo): the engine
+        """Whether tiles need no blending (fixed parameters, an exact halo): the engine
         then cuts each plane into a partition aligned to the output chunks and writes
         every tile once, without overlap and without reading the output back."""
-        return self.exact_support and self.mode == "once"
+        return self.exact_support and (self.mode == "once" or not self.adapts_per_tile(self.options))
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:

@@ -37,6 +37,10 @@ KNOWN_RADIUS = {((2, 2), 8): 95}
 
 class MaskedTransformer(Method):
     exact_support = True  # the halo is the measured receptive field
+
+    @classmethod
+    def adapts_per_tile(cls, options: dict) -> bool:
+        return False  # one pass of a fixed network
     name = "masked-transformer"
     summary = ("one forward pass of a transformer trained with masked image training (no adaptation; "
                "no shipped weights yet)")

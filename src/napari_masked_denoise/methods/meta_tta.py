@@ -58,6 +58,10 @@ def _measure_radius(widths: tuple[int, ...]) -> int:
 class MetaTTA(Method):
     exact_support = True  # the halo is the measured receptive field
     compiled_calls = ("features", "heads", "mask")
+
+    @classmethod
+    def adapts_per_tile(cls, options: dict) -> bool:
+        return int(options["steps"]) > 0
     name = "meta-tta"
     summary = "meta-learned head-only test-time adaptation on a learned loss mask"
     presets = {

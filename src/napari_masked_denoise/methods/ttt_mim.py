@@ -54,6 +54,10 @@ def _radius(widths: tuple[int, ...]) -> int:
 class TTTMIM(Method):
     exact_support = True  # the halo is the measured receptive field
     compiled_calls = ("denoise",)
+
+    @classmethod
+    def adapts_per_tile(cls, options: dict) -> bool:
+        return int(options["steps"]) > 0 or bool(options["normalise_noise"])
     name = "ttt-mim"
     summary = "test-time training of a Gaussian-pretrained network with a masked-image-modelling head"
     presets = {
