@@ -226,6 +226,19 @@ def report(args) -> None:
         lines += _scaling(vol)
         _plot(vol)
         lines += ["", "![time and memory against size](speed.png)", ""]
+    extra = _latest([r for r in rows if r["part"] == "volumes" and r.get("extra") and not r.get("label")],
+                    lambda r: (r["method"], r["preset"], r["slices"], tuple(r["extra"])))
+    if extra:
+        now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
+        lines += ["### CLI options against the defaults, same volume", "",
+                  "| method | Z slices | option | default: engine s | with the option: engine s | speed-up |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for r in sorted(extra, key=lambda r: (r["method"], r["preset"], r["slices"])):
+            n = now.get((r["method"], r["preset"], r["slices"]))
+            if n:
+                lines.append(f"| {r['method']}:{r['preset']} | {r['slices']} | `{' '.join(r['extra'])}` | "
+                             f"{n['engine_s']:.1f} | {r['engine_s']:.1f} | {n['engine_s'] / r['engine_s']:.2f}x |")
+        lines.append("")
     if before:
         now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
         lines += ["### This engine against the engine before it (commit 93ef39e: overlapping blended tiles "

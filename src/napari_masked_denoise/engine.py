@@ -1,11 +1,17 @@
 """The tiled volume engine: any N-d array in, a zarr store out, progress after every tile.
 
 Every axis but Y and X indexes independent 2-D planes (channels included). The engine
-cuts the planes into blocks along one of those axes and the YX plane into overlapping
-tiles (:mod:`.tiling`), hands each block to a method, and adds the blended result into
-the arrays ``denoised`` and ``noise_map`` of a zarr group. Memory stays bounded by a few
-tiles whatever the size of the input. A ledger ``tiles_done`` and the attribute
-``complete`` say how far a run got; ``resume=True`` finishes only the missing tiles.
+cuts the planes into blocks along one of those axes and the YX plane into tiles
+(:mod:`.tiling`), hands each block to a method, and writes the result into the arrays
+``denoised`` and ``noise_map`` of a zarr group. Where a tile's result does not depend on
+where it was cut (a fixed network whose receptive field the halo covers), the tiles are
+a partition on the output's chunk grid, each written once by assignment; otherwise they
+overlap and their blended results are added. A reader thread fetches the next blocks and
+a writer thread writes finished ones while the main thread denoises. Memory stays
+bounded by a few tiles whatever the size of the input. A ledger ``tiles_done`` (one row
+per block, a chunk per row of tiles) and the attribute ``complete`` say how far a run
+got; ``resume=True`` finishes only the missing tiles. The same jobs run as dask.distributed
+tasks in cluster mode (:mod:`.cluster`).
 """
 
 from __future__ import annotations
