@@ -84,3 +84,13 @@ def test_cli_with_local_worker_processes(tmp_path, capsys):
     one = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["denoised"][...]
     two = zarr.open_group(str(tmp_path / "two.zarr"), mode="r")["denoised"][...]
     np.testing.assert_allclose(two, one, atol=1e-5)
+
+
+def test_tasks_join_consecutive_groups_without_splitting_one():
+    from napari_masked_denoise.cluster import _tasks
+
+    groups = [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(20)]
+    tasks = _tasks(groups, workers=2)
+    assert len(tasks) == 10 and [j for t in tasks for j in t] == list(range(60))
+    assert all(len(t) % 3 == 0 for t in tasks)  # whole groups only
+    assert len(_tasks(groups[:3], workers=2)) == 3  # fewer groups than slots: one task each

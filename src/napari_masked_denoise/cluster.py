@@ -5,8 +5,9 @@ single-process run does. Each task rebuilds the method from the run's settings a
 state (once per worker process and run), then denoises a group of tiles whose writes no
 other group touches (:meth:`engine._Plan.groups`: a row of tiles of a block for exact
 tilings, a whole block for blended ones) with the same code as a single-process run, so
-the output is the same. The store's ledger records every finished tile, so a stopped
-cluster run resumes like any other.
+the output is the same. Consecutive groups are joined into a few tasks per worker, so
+that a task runs many tiles through the reader and writer threads. The store's ledger
+records every finished tile, so a stopped cluster run resumes like any other.
 
 The workers must reach the input and the output: an input and output on a shared file
 system (or object store), or a numpy input, which is scattered to the workers once.
@@ -63,7 +64,7 @@ def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], spec: dic
         data = client.scatter(image, broadcast=True) if isinstance(image, np.ndarray) else image
         plan_f = client.scatter(plan, broadcast=True)
         futures = [client.submit(_task, key, spec, plan_f, data, path, jobs, precision, compile, pure=False)
-                   for jobs in plan.groups(todo)]
+                   for jobs in _tasks(plan.groups(todo), len(client.scheduler_info()["workers"]))]
         for fut in as_completed(futures):
             yield fut.result()
     finally:
@@ -71,6 +72,19 @@ def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], spec: dic
         if cluster is not None:
             client.close()
             cluster.close()
+
+
+TASKS_PER_WORKER = 4
+"""Tasks per worker process: enough to balance the load, few enough that each task runs
+many consecutive tiles (its reader prefetches and reuses decoded input chunks, its
+writer overlaps the compute)."""
+
+
+def _tasks(groups: list[list[int]], workers: int) -> list[list[int]]:
+    """Consecutive write-disjoint groups joined into about ``TASKS_PER_WORKER`` tasks
+    per worker (a union of disjoint groups stays disjoint from the other tasks)."""
+    per = max(1, len(groups) // (TASKS_PER_WORKER * max(1, workers)))
+    return [[j for g in groups[i:i + per] for j in g] for i in range(0, len(groups), per)]
 
 
 def _worker_threads() -> int:
