@@ -228,29 +228,29 @@ def report(args) -> None:
         lines += ["", "![time and memory against size](speed.png)", ""]
     extra = _latest([r for r in rows if r["part"] == "volumes" and r.get("extra") and not r.get("label")],
                     lambda r: (r["method"], r["preset"], r["slices"], tuple(r["extra"])))
+    now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
+
+    def paired(tagged):
+        """Each tagged row with the default run of the same method, preset and size."""
+        for r in sorted(tagged, key=lambda r: (r["method"], r["preset"], r["slices"])):
+            if (r["method"], r["preset"], r["slices"]) in now:
+                yield r, now[(r["method"], r["preset"], r["slices"])]
+
     if extra:
-        now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
         lines += ["### CLI options against the defaults, same volume", "",
                   "| method | Z slices | option | default: engine s | with the option: engine s | speed-up |",
                   "|---|---:|---|---:|---:|---:|"]
-        for r in sorted(extra, key=lambda r: (r["method"], r["preset"], r["slices"])):
-            n = now.get((r["method"], r["preset"], r["slices"]))
-            if n:
-                lines.append(f"| {r['method']}:{r['preset']} | {r['slices']} | `{' '.join(r['extra'])}` | "
-                             f"{n['engine_s']:.1f} | {r['engine_s']:.1f} | {n['engine_s'] / r['engine_s']:.2f}x |")
-        lines.append("")
+        lines += [f"| {r['method']}:{r['preset']} | {r['slices']} | `{' '.join(r['extra'])}` | "
+                  f"{n['engine_s']:.1f} | {r['engine_s']:.1f} | {n['engine_s'] / r['engine_s']:.2f}x |"
+                  for r, n in paired(extra)] + [""]
     if before:
-        now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
         lines += ["### This engine against the engine before it (commit 93ef39e: overlapping blended tiles "
                   "everywhere, no reader or writer thread, default tile 256 / 512)", "",
                   "| method | Z slices | before: tiles, engine s | now: tiles, engine s | speed-up |",
                   "|---|---:|---:|---:|---:|"]
-        for b in sorted(before, key=lambda r: (r["method"], r["preset"], r["slices"])):
-            n = now.get((b["method"], b["preset"], b["slices"]))
-            if n:
-                lines.append(f"| {b['method']}:{b['preset']} | {b['slices']} | {b['tiles']}, {b['engine_s']:.1f} | "
-                             f"{n['tiles']}, {n['engine_s']:.1f} | {b['engine_s'] / n['engine_s']:.2f}x |")
-        lines.append("")
+        lines += [f"| {b['method']}:{b['preset']} | {b['slices']} | {b['tiles']}, {b['engine_s']:.1f} | "
+                  f"{n['tiles']}, {n['engine_s']:.1f} | {b['engine_s'] / n['engine_s']:.2f}x |"
+                  for b, n in paired(before)] + [""]
     if fmd:
         lines += ["### On the real fluorescence pairs (4 images of 512 x 512, after a warm-up image)", "",
                   f"Python API, `denoise(noisy, method, preset, axes='YX', device='cpu')`, "

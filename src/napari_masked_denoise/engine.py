@@ -439,7 +439,7 @@ def denoise_iter(
             group.create_array("method_state", shape=state.shape, dtype="uint8", chunks=state.shape)[:] = state
 
     # ---- the tiling, now that the method (and auto's choice) is fixed
-    plan = _Plan.make(layout, int(tile), meth, blocks, batch, lo, hi)
+    plan = _Plan.make(layout, int(tile), meth, blocks, lo, hi)
     if "denoised" not in group:
         _create_arrays(group, plan, image.shape, axes, core_hw, extras, scale)
     result = StoreResult(
@@ -506,7 +506,7 @@ class _Plan:
     n_tx: int  # tiles along X: the ledger's chunk is one row of tiles of one block
 
     @classmethod
-    def make(cls, layout, tile, meth, blocks, batch, lo, hi):
+    def make(cls, layout, tile, meth, blocks, lo, hi):
         exact = bool(meth.tile_exact)
         overlap = 0 if exact else max(16, tile // 8)
         tiles = tile_grid(layout.yx, tile, meth.halo + WINDOW // 2, overlap, meth.align)
