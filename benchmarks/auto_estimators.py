@@ -8,7 +8,7 @@ Usage::
 
 For every image and noise, every candidate of ``auto``'s ``fast`` preset runs on the plain
 noisy image (its true error against the clean image), on copies with held-out pixels
-(three draws of :mod:`napari_masked_denoise.holdout`, the estimate ``auto`` used first)
+(three draws of :mod:`napari_masked_denoise.noise.holdout`, the estimate ``auto`` used first)
 and on the noisy image plus a tiny random perturbation ``eps * b`` (``b`` = +-1), which
 gives a Monte-Carlo estimate of the divergence of the denoiser (Ramani, Blu and Unser,
 IEEE TIP 2008) for Stein's unbiased risk estimate:
@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import machine, read_rows, update_section  # noqa: E402
 
-from napari_masked_denoise.sure import IMPULSE_SHARE  # noqa: E402
+from napari_masked_denoise.noise.sure import IMPULSE_SHARE  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data" / "train" / "Train400"
 RAW = HERE / "auto_estimators_raw.jsonl"
@@ -60,10 +60,10 @@ def run(args) -> None:
     from skimage import io
 
     from napari_masked_denoise import denoise
-    from napari_masked_denoise.holdout import hide, holdout_loss, holdout_mask
+    from napari_masked_denoise.noise.holdout import hide, holdout_loss, holdout_mask
     from napari_masked_denoise.methods.auto import default_candidates
-    from napari_masked_denoise.noise import wavelet_sigma
-    from napari_masked_denoise.sure import impulse_share
+    from napari_masked_denoise.noise.levels import wavelet_sigma
+    from napari_masked_denoise.noise.sure import impulse_share
     from napari_masked_denoise.training import VAL_EVERY_NTH, gray01
 
     torch.set_num_threads(args.threads)
@@ -132,7 +132,7 @@ def _bins(y: np.ndarray):
 def _nlf_points(y: np.ndarray, bins: int = 16) -> dict:
     """Noise variance against intensity from the finest diagonal Haar coefficients, binned
     by their 2x2 block's mean: robust (MAD) and trimmed mean square per bin."""
-    from napari_masked_denoise.noise import haar_diagonal
+    from napari_masked_denoise.noise.levels import haar_diagonal
 
     h, w = y.shape[0] // 2 * 2, y.shape[1] // 2 * 2
     a = y[:h, :w].astype(np.float64)
@@ -200,7 +200,7 @@ def correlation(args) -> None:
     from scipy.ndimage import gaussian_filter
     from skimage import io
 
-    from napari_masked_denoise.noise import CORRELATED, correlation_ratio
+    from napari_masked_denoise.noise.levels import CORRELATED, correlation_ratio
     from napari_masked_denoise.training import VAL_EVERY_NTH, gray01
 
     files = sorted(DATA.glob("*.png"))

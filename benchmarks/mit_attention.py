@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from napari_masked_denoise.masks import Coords
+    from napari_masked_denoise.core.masks import Coords
     from napari_masked_denoise.methods import get_method
     from napari_masked_denoise.training import MIT_VAL_NOISES, _mit_noise, _psnr, _val_set, training_images
 

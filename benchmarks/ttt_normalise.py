@@ -24,7 +24,7 @@ def main() -> int:
     from skimage import io
     from skimage.metrics import peak_signal_noise_ratio as psnr
 
-    from napari_masked_denoise.masks import Coords
+    from napari_masked_denoise.core.masks import Coords
     from napari_masked_denoise.methods import get_method
     from napari_masked_denoise.training import VAL_EVERY_NTH, gray01
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import napari_masked_denoise as nmd
-from napari_masked_denoise._axes import AxesGuessedWarning
+from napari_masked_denoise.core.axes import AxesGuessedWarning
 
 
 

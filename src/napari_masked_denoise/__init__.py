@@ -9,7 +9,7 @@ Heavy modules (torch, zarr, dask) and anything Qt are imported only when used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "DenoiseError", "list_methods", "__version__"]
 
@@ -20,7 +20,7 @@ def __getattr__(name):
 
         return getattr(api, name)
     if name == "DenoiseError":
-        from ._axes import DenoiseError
+        from .core.axes import DenoiseError
 
         return DenoiseError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._axes import AxesGuessedWarning, DenoiseError
+from .core.axes import AxesGuessedWarning, DenoiseError
 from .engine import Progress, StoreResult, denoise_iter, run_to_completion
 
 __all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "list_methods", "DenoiseError"]

@@ -158,7 +158,7 @@ class _Bar:
 
 def _run(args) -> int:
     from .api import denoise_to_zarr
-    from .io import read_input
+    from .engine.io import read_input
 
     inp = read_input(args.input)
     axes = args.axes or inp.axes
@@ -167,7 +167,7 @@ def _run(args) -> int:
     t0 = time.perf_counter()
     import warnings
 
-    from ._axes import AxesGuessedWarning
+    from .core.axes import AxesGuessedWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AxesGuessedWarning)
@@ -214,7 +214,7 @@ def _methods() -> int:
 def _train(args) -> int:
     from pathlib import Path
 
-    from ._axes import DenoiseError
+    from .core.axes import DenoiseError
     from .training import TrainConfig, train_masked_transformer, train_meta_tta, train_ttt_mim, train_zero_shot
 
     d = _TRAIN_DEFAULTS[args.method]
@@ -259,7 +259,7 @@ def _train(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ._axes import DenoiseError
+    from .core.axes import DenoiseError
 
     try:
         if args.command == "train":

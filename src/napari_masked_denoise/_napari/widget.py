@@ -25,7 +25,7 @@ from napari.utils import progress
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from .._axes import DenoiseError
+from ..core.axes import DenoiseError
 from ..engine import Progress, StoreResult, denoise_iter
 from ..methods import get_method, method_names
 

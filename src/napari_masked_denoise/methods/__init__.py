@@ -27,7 +27,7 @@ def method_names() -> list[str]:
 def get_method(name: str) -> type[Method]:
     """The :class:`Method` subclass registered as ``name``."""
     if name not in _REGISTRY:
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         raise DenoiseError(f"unknown method {name!r}; choose one of {', '.join(_REGISTRY)}")
     import importlib

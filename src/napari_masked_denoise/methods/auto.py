@@ -9,13 +9,13 @@ that adaptation; in ``per-tile`` mode the winner adapts to every tile.
 The estimate (option ``score``):
 
 ``"held-out"`` (default)
-    a few % of the pixels held out (:mod:`napari_masked_denoise.holdout`): the loss there
+    a few % of the pixels held out (:mod:`napari_masked_denoise.noise.holdout`): the loss there
     against the noisy values, one run per candidate. It needs only noise independent
     between pixels, and it scores each method with those pixels hidden, which penalises
     methods that use a pixel's own value (BM3D, NLM, TV) against blind-spot ones
     (zero-shot filling), most at low noise.
 ``"sure"``
-    Stein's unbiased risk estimate (:mod:`napari_masked_denoise.sure`) with a noise
+    Stein's unbiased risk estimate (:mod:`napari_masked_denoise.noise.sure`) with a noise
     variance that grows with the intensity: the candidate's output on the sample, and a
     Monte-Carlo divergence from one more run on the slightly perturbed sample (two runs per
     candidate). It scores the output the user gets, and picked the best candidate on every
@@ -46,8 +46,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..holdout import HOLDOUT_FRAC
-from ..masks import Coords
+from ..noise.holdout import HOLDOUT_FRAC
+from ..core.masks import Coords
 from .base import Method, Preset
 
 __all__ = ["Auto", "default_candidates", "describe_report"]
@@ -102,7 +102,7 @@ class Auto(Method):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
         from . import default_preset, get_method
 
         o = self.options
@@ -115,7 +115,7 @@ class Auto(Method):
             raise DenoiseError("auto needs at least one candidate")
         if not 0.0 < float(o["holdout"]) <= 0.2:
             raise DenoiseError(f"holdout must be in (0, 0.2], got {o['holdout']}")
-        from ..holdout import FILLS
+        from ..noise.holdout import FILLS
 
         if o["fill"] not in FILLS:
             raise DenoiseError(f"fill must be one of {', '.join(FILLS)}, got {o['fill']!r}")
@@ -143,8 +143,8 @@ class Auto(Method):
     def _score(self, y: np.ndarray, coords: Coords) -> Iterator[tuple[int, int, dict]]:
         """Run every candidate on ``y``; yields progress, then the scores
         ``{spec: {"loss", "seconds", "output"}}`` as the last item's third field."""
-        from ..noise import correlation_ratio
-        from ..sure import IMPULSE_SHARE, impulse_share
+        from ..noise.levels import correlation_ratio
+        from ..noise.sure import IMPULSE_SHARE, impulse_share
 
         share = impulse_share(y)
         kind = str(self.options["score"])
@@ -170,7 +170,7 @@ class Auto(Method):
 
     def _held_out(self, y, coords, meth, prep) -> dict:
         """Held-out pixels: without ``meth``, the hidden input; with it, the loss there."""
-        from ..holdout import hide, holdout_loss
+        from ..noise.holdout import hide, holdout_loss
 
         if meth is None:
             m = self._holdout(y, coords)
@@ -183,7 +183,7 @@ class Auto(Method):
         error from its outputs on the sample with and without the probe. Fit, noise and
         divergence are taken over the same pixels: a denoiser's divergence follows the
         image content (higher in texture), so a part of the sample does not stand for it."""
-        from ..sure import SURE_EPS, divergence, noise_level, probe, risk
+        from ..noise.sure import SURE_EPS, divergence, noise_level, probe, risk
 
         if meth is None:
             v = noise_level(y)
@@ -201,7 +201,7 @@ class Auto(Method):
         """The held-out pixels, a function of the position in the image: where sample crops
         overlap, a pixel is held out in all of them or in none (else a candidate that
         learns from the whole sample, e.g. zero-shot filling, would train on it)."""
-        from ..holdout import holdout_mask
+        from ..noise.holdout import holdout_mask
 
         frac, r = float(self.options["holdout"]), self.radius
         origins = self.sample_origins
@@ -211,11 +211,11 @@ class Auto(Method):
                                for p, y0, x0 in origins])
 
     def _choose(self, scores: dict, y: np.ndarray) -> str:
-        from ..holdout import Estimate, noise_variance
+        from ..noise.holdout import Estimate, noise_variance
 
         ok = {k: v for k, v in scores.items() if v.get("loss") is not None and np.isfinite(v["loss"])}
         if not ok:
-            from .._axes import DenoiseError
+            from ..core.axes import DenoiseError
 
             raise DenoiseError("auto: no candidate gave a finite error estimate")
         best = min(ok, key=lambda k: ok[k]["loss"])
@@ -292,8 +292,8 @@ def _public(score: dict) -> dict:
 def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     """Lines for a user: ``auto``'s choice, estimates and candidates ranked by their
     estimated error, and zero-shot filling's held-out stopping point."""
-    from ..noise import CORRELATED
-    from ..sure import IMPULSE_SHARE
+    from ..noise.levels import CORRELATED
+    from ..noise.sure import IMPULSE_SHARE
 
     lines = []
     if report.get("stopped_at"):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..masks import Coords
+from ..core.masks import Coords
 
 __all__ = ["Method", "Preset", "MODES"]
 
@@ -51,7 +51,7 @@ class Method:
 
     def __init__(self, *, preset: str, mode: str, device, seed: int = 0, **options):
         if preset not in self.presets:
-            from .._axes import DenoiseError
+            from ..core.axes import DenoiseError
 
             raise DenoiseError(
                 f"unknown preset {preset!r} for method {self.name!r}; "
@@ -59,7 +59,7 @@ class Method:
             )
         unknown = set(options) - set(self.defaults)
         if unknown:
-            from .._axes import DenoiseError
+            from ..core.axes import DenoiseError
 
             raise DenoiseError(
                 f"unknown option(s) {', '.join(sorted(unknown))} for method {self.name!r}; "
@@ -133,7 +133,7 @@ class Method:
         """
         import torch
 
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         if not self.compiled_calls:
             raise DenoiseError(f"method {self.name!r} has no network calls to compile")
@@ -158,7 +158,7 @@ class Method:
 
         import torch
 
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         o = self.options
         self.widths = tuple(int(w) for w in o["widths"])

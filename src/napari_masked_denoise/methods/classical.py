@@ -5,7 +5,7 @@ Their one parameter, the noise level or the TV weight, is set once from the samp
 ``once`` mode, so every tile of a volume is treated alike; in ``per-tile`` mode it is
 set per tile. The noise level is scikit-image's wavelet estimate (``estimate_sigma``),
 the median over planes; the calibrated TV weight is the one of 12 (0.01 to 1) with the
-lowest held-out loss (:mod:`napari_masked_denoise.holdout`).
+lowest held-out loss (:mod:`napari_masked_denoise.noise.holdout`).
 
 The halo is a practical context, not an exact receptive field: TV and the wavelet
 thresholds are global, so a tiled result differs slightly from an untiled one near tile
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ..masks import Coords
+from ..core.masks import Coords
 from .base import Method, Preset
 
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
@@ -40,7 +40,7 @@ class _Classical(Method):
 
     def _fit(self, block: np.ndarray, coords: Coords) -> float:
         """The parameter for this data (noise sigma by default)."""
-        from ..noise import wavelet_sigma
+        from ..noise.levels import wavelet_sigma
 
         return wavelet_sigma(block)
 
@@ -75,7 +75,7 @@ class TV(_Classical):
     def _fit(self, block, coords):
         if self.options["weight"] != "calibrated":
             return float(self.options["weight"])
-        from ..holdout import hide, holdout_loss, holdout_mask
+        from ..noise.holdout import hide, holdout_loss, holdout_mask
 
         m = holdout_mask(block.shape, coords, self.seed, frac=0.03)
         hidden = hide(block, m)
@@ -132,7 +132,7 @@ class BM3D(_Classical):
         try:
             import bm3d  # noqa: F401
         except ImportError:
-            from .._axes import DenoiseError
+            from ..core.axes import DenoiseError
 
             raise DenoiseError("method 'bm3d' needs the optional package: pip install bm3d") from None
         super().__init__(**kwargs)

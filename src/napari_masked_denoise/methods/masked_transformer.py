@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..masks import Coords, uniform
+from ..core.masks import Coords, uniform
 from ..nets.swin import SwinDenoiser
 from .base import Method, Preset
 
@@ -61,7 +61,7 @@ class MaskedTransformer(Method):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         o = self.options
         if not 0 <= float(o["attn_drop"]) < 1:

@@ -26,7 +26,7 @@ import functools
 import numpy as np
 import torch
 
-from ..masks import Coords
+from ..core.masks import Coords
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
 from .base import Method, Preset
@@ -83,7 +83,7 @@ class MetaTTA(Method):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         o = self.options
         if int(o["steps"]) < 0:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ..masks import Coords, patch_mask
+from ..core.masks import Coords, patch_mask
 from ..nets.mim import MIMNet
 from ._optim import Adam
 from .base import Method, Preset
@@ -87,7 +87,7 @@ class TTTMIM(Method):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         o = self.options
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         if not 0.0 < float(o["mask_ratio"]) < 1.0:
             raise DenoiseError(f"mask_ratio must be in (0, 1), got {o['mask_ratio']}")
@@ -136,7 +136,7 @@ class TTTMIM(Method):
     # -- noise-level normalisation ------------------------------------------------
     def _estimate_scale(self, planes: np.ndarray) -> float:
         """Gain that brings the noise of ``planes`` to the training noise level."""
-        from ..noise import haar_sigma
+        from ..noise.levels import haar_sigma
 
         sig = float(np.median([haar_sigma(p) for p in planes]))
         if not np.isfinite(sig) or sig <= 1e-6:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..masks import Coords, uniform
+from ..core.masks import Coords, uniform
 from ..nets.unet import UNet
 from .base import Method, Preset
 
@@ -93,7 +93,7 @@ class ZeroShotFilling(Method):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         o = self.options
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         if not 0.0 < float(o["mask_ratio"]) < 1.0:
             raise DenoiseError(f"mask_ratio must be in (0, 1), got {o['mask_ratio']}")
@@ -182,7 +182,7 @@ class ZeroShotFilling(Method):
         """Iterate up to ``iterations``; return the output at the iteration whose held-out
         loss (3% of the pixels, never seen, never a target) was lowest, stopping once it
         has not improved for ``patience`` iterations. Sets ``report["stopped_at"]``."""
-        from ..holdout import HOLDOUT_DRAW, HOLDOUT_FRAC
+        from ..noise.holdout import HOLDOUT_DRAW, HOLDOUT_FRAC
 
         u = uniform(self.seed, HOLDOUT_DRAW, coords, x.shape[-2:], self.device)
         held = (u < HOLDOUT_FRAC).to(x.dtype)

@@ -25,7 +25,7 @@ def available() -> list[str]:
 def manifest(name: str) -> dict:
     path = HERE / f"{name}.json"
     if not path.exists():
-        from .._axes import DenoiseError
+        from ..core.axes import DenoiseError
 
         raise DenoiseError(
             f"no shipped weights named {name!r}; available: {', '.join(available()) or 'none'}"
@@ -37,7 +37,7 @@ def load_state(name_or_path: str) -> tuple[dict, dict]:
     """``(state_dict, manifest entry)`` for a shipped name or a ``.pt`` file with a ``.json`` beside it."""
     import torch
 
-    from .._axes import DenoiseError
+    from ..core.axes import DenoiseError
 
     p = Path(name_or_path)
     if p.suffix == ".pt":

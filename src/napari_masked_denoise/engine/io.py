@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._axes import DenoiseError
+from ..core.axes import DenoiseError
 
 __all__ = ["InputData", "read_input"]
 

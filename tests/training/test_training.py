@@ -40,7 +40,7 @@ def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(i
     raw = bytearray((tmp_path / "w" / "zs.pt").read_bytes())
     raw[-10] ^= 1
     (tmp_path / "w" / "zs.pt").write_bytes(bytes(raw))
-    from napari_masked_denoise._axes import DenoiseError
+    from napari_masked_denoise.core.axes import DenoiseError
 
     with pytest.raises(DenoiseError, match="sha256"):
         load_state(cfg.output)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_masked_denoise._axes import DenoiseError
-from napari_masked_denoise.masks import Coords, patch_mask
+from napari_masked_denoise.core.axes import DenoiseError
+from napari_masked_denoise.core.masks import Coords, patch_mask
 from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.nets.mim import MIMNet
 
@@ -194,7 +194,7 @@ def test_plain_adam_matches_torch_adam():
 
 
 def test_haar_sigma_estimates_white_noise_on_an_image(camera_noisy):
-    from napari_masked_denoise.noise import haar_sigma
+    from napari_masked_denoise.noise.levels import haar_sigma
 
     clean, _ = camera_noisy
     for sigma in (0.03, 0.1, 0.3):

@@ -30,7 +30,7 @@ def _volume(tmp_path, shape=(4, 96, 100)):
 
 def _no_local_tiles(monkeypatch):
     """Make the driver process unable to denoise tiles: only the workers can."""
-    from napari_masked_denoise import engine
+    from napari_masked_denoise.engine import run as engine
 
     def refuse(*args, **kwargs):
         raise AssertionError("a tile ran in the driver process")
@@ -87,7 +87,7 @@ def test_cli_with_local_worker_processes(tmp_path, capsys):
 
 
 def test_tasks_join_consecutive_groups_without_splitting_one():
-    from napari_masked_denoise.cluster import _tasks
+    from napari_masked_denoise.engine.cluster import _tasks
 
     groups = [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(20)]
     tasks = _tasks(groups, workers=2)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_masked_denoise._axes import DenoiseError
-from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.core.axes import DenoiseError
+from napari_masked_denoise.core.masks import Coords
 from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.nets.meta import MetaNet, aux_loss, binarised, inner_steps
 
@@ -192,7 +192,7 @@ def test_meta_trained_adaptation_helps_on_strong_shot_noise(camera_noisy, psnr):
     on an image that is not in the training data: the meta-trained network denoises, and
     5 head-only steps improve on it. The stage-1 network, never meta-transferred, does
     not gain from the same steps."""
-    from napari_masked_denoise import noise_models
+    from napari_masked_denoise.noise import simulate as noise_models
 
     clean, _ = camera_noisy
     noisy = noise_models.poisson_gaussian(clean, np.random.default_rng(5), photons=15, read=0.02, offset=0.0)

@@ -9,7 +9,7 @@ def select_device(name=None):
     """Return a ``torch.device``; ``None`` or ``"auto"`` picks cuda, then mps, then cpu."""
     import torch
 
-    from ._axes import DenoiseError
+    from .axes import DenoiseError
 
     if isinstance(name, torch.device):
         return name

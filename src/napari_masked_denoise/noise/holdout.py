@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .masks import Coords, uniform
+from ..core.masks import Coords, uniform
 
 __all__ = ["HOLDOUT_DRAW", "HOLDOUT_FRAC", "holdout_mask", "hide", "holdout_loss", "noise_variance", "Estimate"]
 
@@ -153,7 +153,7 @@ def noise_variance(y: np.ndarray, denoised: np.ndarray | None = None) -> float:
     outliers, so it misses impulse noise and underestimates heavy-tailed noise. Neither
     sees the full variance of spatially correlated noise.
     """
-    from .noise import haar_diagonal, wavelet_sigma
+    from .levels import haar_diagonal, wavelet_sigma
 
     if denoised is None:
         return wavelet_sigma(y) ** 2

@@ -30,7 +30,7 @@ _LOCK = threading.Lock()  # one task at a time per process; torch uses the worke
 def connect(scheduler):
     """``(client, cluster)`` for a scheduler address, a ``Client`` or a number of local
     worker processes; ``cluster`` is the :class:`LocalCluster` started here, else None."""
-    from ._axes import DenoiseError
+    from ..core.axes import DenoiseError
 
     try:
         from distributed import Client, LocalCluster
@@ -101,8 +101,8 @@ def _method(key: str, spec: dict, path: str, compile: bool):
     import torch
     import zarr
 
-    from .device import select_device
-    from .methods import get_method
+    from ..core.device import select_device
+    from ..methods import get_method
 
     if _STATE.get("key") != key:
         _STATE.clear()
@@ -122,7 +122,7 @@ def _method(key: str, spec: dict, path: str, compile: bool):
 def _task(key, spec, plan, image, path, jobs, precision, compile) -> int:
     import dask
 
-    from .engine import _run_jobs
+    from .run import _run_jobs
 
     with _LOCK, dask.config.set(scheduler="sync"):  # a dask input is read in this task
         meth, group = _method(key, spec, path, compile)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_masked_denoise import denoise
-from napari_masked_denoise.sure import divergence, impulse_share, noise_level, probe, risk
+from napari_masked_denoise.noise.sure import divergence, impulse_share, noise_level, probe, risk
 
 
 def _smooth_image(n=128):

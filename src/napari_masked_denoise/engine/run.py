@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from ._axes import DenoiseError, check_array, check_finite, resolve_axes
-from .masks import Coords
-from .methods import MODES, default_preset, get_method
-from .noise import WINDOW, local_noise_std, robust_sigma
+from .._version import __version__
+from ..core.axes import DenoiseError, check_array, check_finite, resolve_axes
+from ..core.masks import Coords
+from ..methods import MODES, default_preset, get_method
+from ..noise.levels import WINDOW, local_noise_std, robust_sigma
 from .tiling import tile_grid
 
 __all__ = ["Progress", "StoreResult", "denoise_iter", "run_to_completion", "open_result"]
@@ -350,7 +350,7 @@ def denoise_iter(
     """
     import zarr
 
-    from .device import select_device
+    from ..core.device import select_device
 
     t0 = time.perf_counter()
     if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):

@@ -5,8 +5,8 @@ import pytest
 import zarr
 
 from napari_masked_denoise import DenoiseError, denoise, denoise_to_zarr
-from napari_masked_denoise.holdout import Estimate, hide, holdout_loss, holdout_mask, noise_variance
-from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.noise.holdout import Estimate, hide, holdout_loss, holdout_mask, noise_variance
+from napari_masked_denoise.core.masks import Coords
 
 CHEAP = "wavelet,tv:fixed,nlm"
 
@@ -185,7 +185,7 @@ def test_auto_warns_when_the_noise_looks_spatially_correlated(camera_noisy):
     from scipy.ndimage import gaussian_filter
 
     from napari_masked_denoise.methods.auto import describe_report
-    from napari_masked_denoise.noise import CORRELATED, correlation_ratio
+    from napari_masked_denoise.noise.levels import CORRELATED, correlation_ratio
 
     clean, noisy = camera_noisy
     n = gaussian_filter(np.random.default_rng(1).normal(0, 1, clean.shape), 1.0)

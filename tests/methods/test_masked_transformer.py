@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_masked_denoise._axes import DenoiseError
-from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.core.axes import DenoiseError
+from napari_masked_denoise.core.masks import Coords
 from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.nets.swin import SwinDenoiser
 

@@ -117,7 +117,7 @@ def test_memory_stays_bounded_on_a_volume_larger_than_the_budget(tmp_path):
 
 
 def test_chunked_zarr_input_read_once_per_chunk_gives_the_same_result(tmp_path, monkeypatch):
-    from napari_masked_denoise import engine
+    from napari_masked_denoise.engine import run as engine
 
     vol = np.random.default_rng(4).random((10, 40, 48)).astype(np.float32)
     src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(8, 24, 24), dtype="f4")

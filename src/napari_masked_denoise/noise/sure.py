@@ -9,7 +9,7 @@ For noise ``y = x + n`` with independent Gaussian ``n_i`` of variance ``v_i``,
 run on a slightly perturbed input, ``b_i (f(y + eps b) - f(y))_i / eps`` with ``b`` random
 of covariance ``C`` (Ramani, Blu and Unser, IEEE TIP 2008, for white noise), so any
 denoiser, a network or BM3D, can be scored as it is. Unlike held-out pixels
-(:mod:`napari_masked_denoise.holdout`) it scores the output the user gets: a method that
+(:mod:`napari_masked_denoise.noise.holdout`) it scores the output the user gets: a method that
 uses a pixel's own value is not penalised for it.
 
 The variances ``v_i`` come from a noise-level function, the noise variance as an affine
@@ -47,7 +47,7 @@ def noise_level(y: np.ndarray) -> np.ndarray:
     heavy-tailed noise; trimming the top 5% keeps most edges out)."""
     from scipy.ndimage import uniform_filter
 
-    from .noise import haar_diagonal
+    from .levels import haar_diagonal
 
     y = np.asarray(y, dtype=np.float64)
     h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
@@ -84,7 +84,7 @@ def impulse_share(y: np.ndarray, k: float = 4.0) -> float:
     noise on natural images, 3-4% for 5% salt and pepper."""
     from scipy.ndimage import maximum_filter, minimum_filter
 
-    from .noise import haar_sigma
+    from .levels import haar_sigma
 
     y = np.asarray(y, dtype=np.float32)
     s = haar_sigma(y)

@@ -249,7 +249,7 @@ def train_zero_shot(cfg: TrainConfig, *, progress=print) -> dict:
     """Masked pre-training for zero-shot filling; save the weights, return the manifest entry."""
     import torch
 
-    from .nets.unet import UNet
+    from ..nets.unet import UNet
 
     _setup(cfg)
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
@@ -285,7 +285,7 @@ def train_ttt_mim(cfg: TrainConfig, *, progress=print) -> dict:
     """
     import torch
 
-    from .nets.mim import MIMNet
+    from ..nets.mim import MIMNet
 
     _setup(cfg)
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
@@ -336,8 +336,8 @@ def _meta_aux_loss(net, cfg):
     optimiser holds the multi-task parameters only."""
     import torch
 
-    from . import noise_models
-    from .nets.meta import aux_loss
+    from ..noise import simulate as noise_models
+    from ..nets.meta import aux_loss
 
     mask_params = list(net.mask.parameters())
     mask_opt = torch.optim.Adam(mask_params, lr=cfg.lr)
@@ -374,8 +374,8 @@ def _maml_loss(net, x, rng, cfg):
     output's L1 to the clean crop, and trains body, heads, mask network and step sizes."""
     import torch
 
-    from . import noise_models
-    from .nets.meta import binarised, inner_steps
+    from ..noise import simulate as noise_models
+    from ..nets.meta import binarised, inner_steps
 
     # the detector offset is part of the scene a microscope records (averaged ground
     # truths keep it): the target is the clean crop plus the offset, not the crop alone
@@ -410,7 +410,7 @@ def _validate_meta(net, clean, noisy, steps: int, weight: float) -> dict:
     head-only adaptation steps (each crop adapted on its own)."""
     import torch
 
-    from .nets.meta import inner_steps
+    from ..nets.meta import inner_steps
 
     net.eval()
     x = torch.from_numpy(noisy)
@@ -443,8 +443,8 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
     """
     import torch
 
-    from . import noise_models
-    from .nets.meta import MetaNet
+    from ..noise import simulate as noise_models
+    from ..nets.meta import MetaNet
 
     _setup(cfg)
     train, val, sources = training_images(cfg.data, skimage=cfg.skimage)
@@ -467,7 +467,7 @@ def train_meta_tta(cfg: TrainConfig, *, progress=print) -> dict:
     net = MetaNet(cfg.widths).to(memory_format=torch.channels_last)
     init_info = None
     if cfg.init:
-        from .weights import load_state
+        from ..weights import load_state
 
         state, init_info = load_state(cfg.init)
         net.load_state_dict(state)
@@ -577,7 +577,7 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
 
     import torch
 
-    from .nets.swin import SwinDenoiser
+    from ..nets.swin import SwinDenoiser
 
     _setup(cfg)
     if len(cfg.widths) < 3:
@@ -589,7 +589,7 @@ def train_masked_transformer(cfg: TrainConfig, *, progress=print) -> dict:
     net = SwinDenoiser(cfg.widths[0], cfg.widths[1], cfg.widths[2:]).to(memory_format=torch.channels_last)
     init_info = None
     if cfg.init:  # continue an earlier run (its saved average) with a new schedule
-        from .weights import load_state
+        from ..weights import load_state
 
         state, init_info = load_state(cfg.init)
         if init_info.get("masked", cfg.masked) != cfg.masked:

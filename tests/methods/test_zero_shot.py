@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_masked_denoise.masks import Coords
+from napari_masked_denoise.core.masks import Coords
 from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.methods.zero_shot import receptive_radius
 
@@ -110,8 +110,8 @@ def test_holdout_stopping_lands_near_the_best_iteration(camera_noisy, psnr):
     noisy = noisy + np.random.default_rng(5).normal(0, 0.05, noisy.shape).astype(np.float32)
     m = _method(preset="stop", iterations=240, patience=240)
     x, c, info = m._to_net_space(noisy[None], Coords([0]))
-    from napari_masked_denoise.holdout import HOLDOUT_DRAW
-    from napari_masked_denoise.masks import uniform
+    from napari_masked_denoise.noise.holdout import HOLDOUT_DRAW
+    from napari_masked_denoise.core.masks import uniform
 
     held = (uniform(0, HOLDOUT_DRAW, c, x.shape[-2:]) < 0.03).float()
     m.net.load_state_dict(m._init_state)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_masked_denoise.tiling import axis_spans, tile_grid
+from napari_masked_denoise.engine.tiling import axis_spans, tile_grid
 
 
 @pytest.mark.parametrize("n", [1, 17, 64, 100, 256, 257, 1000])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_masked_denoise import noise_models as nm
+from napari_masked_denoise.noise import simulate as nm
 
 
 def _rng(seed=0):
