@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core.axes import AxesGuessedWarning, DenoiseError
-from .engine import Progress, StoreResult, denoise_iter, run_to_completion
+from .engine import Progress, RunSettings, StoreResult, denoise_iter, run_to_completion
 
 __all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "list_methods", "DenoiseError"]
 
@@ -104,11 +104,9 @@ def denoise(
     -------
     DenoiseResult
     """
-    gen = denoise_iter(
-        image, None, method=method, preset=preset, axes=axes, device=device, seed=seed,
-        tile=tile, mode=mode, options=options,
-    )
-    res = run_to_completion(gen, progress)
+    settings = RunSettings(method=method, preset=preset, axes=axes, device=device, seed=seed, tile=tile,
+                           mode=mode, options=options)
+    res = run_to_completion(denoise_iter(image, None, settings), progress)
     _warn_guess(res)
     return DenoiseResult(
         denoised=np.asarray(res.denoised[...]),
@@ -149,13 +147,12 @@ def denoise_to_zarr(
     address, a ``Client`` or a number of local worker processes) are described in
     :func:`napari_masked_denoise.engine.denoise_iter`.
     """
-    gen = denoise_iter(
-        image, output, method=method, preset=preset, axes=axes, device=device, seed=seed,
-        tile=tile, mode=mode, resume=resume, overwrite=overwrite, scale=scale,
-        input_path=input_path, options=options, precision=precision, compile=compile,
-        scheduler=scheduler,
+    settings = RunSettings(
+        method=method, preset=preset, axes=axes, device=device, seed=seed, tile=tile, mode=mode,
+        resume=resume, overwrite=overwrite, scale=scale, input_path=input_path, options=options,
+        precision=precision, compile=compile,
     )
-    res = run_to_completion(gen, progress)
+    res = run_to_completion(denoise_iter(image, output, settings, scheduler=scheduler), progress)
     _warn_guess(res)
     return res
 

@@ -35,7 +35,7 @@ def _no_local_tiles(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a tile ran in the driver process")
 
-    monkeypatch.setattr(engine, "_run_jobs", refuse)
+    monkeypatch.setattr(engine, "run_jobs", refuse)
 
 
 def test_cluster_run_writes_the_same_store_as_a_single_process(tmp_path, client, monkeypatch):

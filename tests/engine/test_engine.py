@@ -117,14 +117,14 @@ def test_memory_stays_bounded_on_a_volume_larger_than_the_budget(tmp_path):
 
 
 def test_chunked_zarr_input_read_once_per_chunk_gives_the_same_result(tmp_path, monkeypatch):
-    from napari_masked_denoise.engine import run as engine
+    from napari_masked_denoise.engine import layout
 
     vol = np.random.default_rng(4).random((10, 40, 48)).astype(np.float32)
     src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(8, 24, 24), dtype="f4")
     src[:] = vol
     reads = []
-    real_read = engine._read
-    monkeypatch.setattr(engine, "_read", lambda image, idx: reads.append(idx) or real_read(image, idx))
+    real_read = layout.read_block
+    monkeypatch.setattr(layout, "read_block", lambda image, idx: reads.append(idx) or real_read(image, idx))
     kw = dict(axes="ZYX", mode="once", tile=32, plane_batch=1)
     a = _run(src, **kw)
     n_cached = len(reads)

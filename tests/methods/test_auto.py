@@ -162,8 +162,7 @@ def test_overlapping_sample_crops_hold_out_the_same_pixels():
 
     auto = get_method("auto")(preset="fast", mode="per-tile", device=torch.device("cpu"), seed=0,
                               candidates="wavelet")
-    auto.sample_origins = [(0, 0, 0), (0, 10, 20)]
-    m = auto._holdout(np.zeros((2, 64, 64), np.float32), Coords([11, 12]))
+    m = auto._holdout(np.zeros((2, 64, 64), np.float32), Coords([11, 12], origins=[(0, 0, 0), (0, 10, 20)]))
     assert m.any()
     np.testing.assert_array_equal(m[0, 11:-1, 21:-1], m[1, 1:-11, 1:-21])
 

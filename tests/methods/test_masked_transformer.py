@@ -49,10 +49,10 @@ def test_attention_mask_zeroes_tokens_and_follows_the_given_numbers():
 
 
 def test_halo_is_the_receptive_field_at_every_window_phase():
-    from napari_masked_denoise.methods.masked_transformer import KNOWN_RADIUS
+    from napari_masked_denoise.nets import KNOWN_RADIUS
 
     net = _net()
-    r = KNOWN_RADIUS[(net.depths, net.window)]
+    r = KNOWN_RADIUS[("swin", net.depths)]
     assert r <= net.radius  # the layout's bound
     x = torch.rand(1, 1, 448, 448)
     centres = [192 + k for k in range(32)]  # every phase of the 32-px window grid, on the diagonal
@@ -93,11 +93,11 @@ def test_tiled_equals_untiled_with_and_without_the_attention_mask(tmp_path, opti
 def test_reference_preset_averages_passes_with_the_attention_mask():
     rng = np.random.default_rng(1)
     block = (0.5 + 0.1 * rng.standard_normal((1, 64, 64))).astype(np.float32)
-    one = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=1).process(block, Coords([0]))
-    four = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).process(block, Coords([0]))
-    off = _method(weights="none", widths=SMALL).process(block, Coords([0]))
+    one = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=1).denoise(block, Coords([0]))
+    four = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(block, Coords([0]))
+    off = _method(weights="none", widths=SMALL).denoise(block, Coords([0]))
     assert not np.allclose(one, four) and not np.allclose(one, off)
-    again = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).process(block, Coords([0]))
+    again = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(block, Coords([0]))
     np.testing.assert_array_equal(four, again)  # seeded by the run seed and the position
     assert _method(weights="none", widths=SMALL, preset="reference").options["attn_drop"] == 0.75
 

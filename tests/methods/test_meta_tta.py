@@ -133,10 +133,11 @@ def test_bad_options(bad):
 
 
 def test_halo_covers_the_receptive_field():
-    from napari_masked_denoise.methods.meta_tta import KNOWN_RADIUS, _measure_radius
+    from napari_masked_denoise.nets import KNOWN_RADIUS, receptive_radius
 
-    for widths, r in KNOWN_RADIUS.items():
-        assert _measure_radius(widths) == r
+    for (kind, widths), r in KNOWN_RADIUS.items():
+        if kind == "meta":
+            assert receptive_radius(kind, widths, measure=True) == r
     m = _method(weights="none")
     net, r = m.net, m.halo
     with torch.no_grad():
@@ -196,13 +197,13 @@ def test_meta_trained_adaptation_helps_on_strong_shot_noise(camera_noisy, psnr):
 
     clean, _ = camera_noisy
     noisy = noise_models.poisson_gaussian(clean, np.random.default_rng(5), photons=15, read=0.02, offset=0.0)
-    base = _method(preset="no-adapt").process(noisy[None], Coords([0]))[0]
+    base = _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0]
     m = _method()
-    adapted = m.process(noisy[None], Coords([0]))[0]
+    adapted = m.denoise(noisy[None], Coords([0]))[0]
     assert psnr(clean, base) > psnr(clean, noisy) + 5.0
     assert psnr(clean, adapted) > psnr(clean, base) + 0.05
-    np.testing.assert_allclose(m.process(noisy[None], Coords([0]))[0], adapted, atol=1e-6)  # per tile, from scratch
-    s1 = [psnr(clean, _method(preset=p, weights="meta-tta-stage1").process(noisy[None], Coords([0]))[0])
+    np.testing.assert_allclose(m.denoise(noisy[None], Coords([0]))[0], adapted, atol=1e-6)  # per tile, from scratch
+    s1 = [psnr(clean, _method(preset=p, weights="meta-tta-stage1").denoise(noisy[None], Coords([0]))[0])
           for p in ("no-adapt", "fast")]
     assert s1[1] - s1[0] < psnr(clean, adapted) - psnr(clean, base)
 
@@ -210,13 +211,13 @@ def test_meta_trained_adaptation_helps_on_strong_shot_noise(camera_noisy, psnr):
 def test_once_mode_adapts_on_the_sample_and_saves_the_heads(camera_noisy):
     _, noisy = camera_noisy
     m = _method(mode="once")
-    before = m.process(noisy[None], Coords([0]))[0]
+    before = m.denoise(noisy[None], Coords([0]))[0]
     assert list(m.adapt(noisy[None, :64, :64], Coords([0]))) == [(5, 5)]
-    after = m.process(noisy[None], Coords([0]))[0]
+    after = m.denoise(noisy[None], Coords([0]))[0]
     assert not np.allclose(before, after)
     m2 = _method(mode="once")
     m2.load_state_bytes(m.state_bytes())
-    np.testing.assert_array_equal(m2.process(noisy[None], Coords([0]))[0], after)
+    np.testing.assert_array_equal(m2.denoise(noisy[None], Coords([0]))[0], after)
 
 
 def test_cli_runs_meta_tta_with_the_mask(noisy_zarr_volume, tmp_path, capsys):

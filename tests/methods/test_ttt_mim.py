@@ -87,7 +87,7 @@ def test_shipped_weights_and_presets():
 def test_pretrained_network_denoises_its_training_noise(camera_noisy, psnr):
     clean, _ = camera_noisy  # the cameraman is not in the training data
     noisy = clean + np.random.default_rng(2).normal(0, 0.005 ** 0.5, clean.shape).astype(np.float32)
-    out = _method(preset="no-adapt").process(noisy[None], Coords([0]))[0]
+    out = _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0]
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert psnr(clean, out) > psnr(clean, noisy) + 4.0
 
@@ -95,20 +95,20 @@ def test_pretrained_network_denoises_its_training_noise(camera_noisy, psnr):
 def test_test_time_training_improves_on_shifted_noise(camera_noisy, psnr):
     clean, _ = camera_noisy
     noisy = clean + np.random.default_rng(3).normal(0, 50 / 255, clean.shape).astype(np.float32)  # sigma 50, not 18
-    base = psnr(clean, _method(preset="no-adapt").process(noisy[None], Coords([0]))[0])
-    fast = psnr(clean, _method(preset="fast").process(noisy[None], Coords([0]))[0])
+    base = psnr(clean, _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0])
+    fast = psnr(clean, _method(preset="fast").denoise(noisy[None], Coords([0]))[0])
     m = _method(preset="quality")
-    adapted = m.process(noisy[None], Coords([0]))[0]
+    adapted = m.denoise(noisy[None], Coords([0]))[0]
     assert fast > base + 0.2 and psnr(clean, adapted) > fast + 0.2
     # per-tile mode resets to the pretrained weights before every tile
-    again = m.process(noisy[None], Coords([0]))[0]
+    again = m.denoise(noisy[None], Coords([0]))[0]
     np.testing.assert_allclose(again, adapted, atol=1e-5)
 
 
 def test_noise_normalisation_rescales_around_mid_grey(camera_noisy):
     _, noisy = camera_noisy
     m = _method(preset="no-adapt", normalise_noise=True)
-    out = m.process(noisy[None], Coords([0]))[0]
+    out = m.denoise(noisy[None], Coords([0]))[0]
     assert m.scale != 1.0 and np.isfinite(out).all()
     assert abs(float(out.mean()) - float(noisy.mean())) < 0.02
 
@@ -116,13 +116,13 @@ def test_noise_normalisation_rescales_around_mid_grey(camera_noisy):
 def test_once_mode_adapts_on_the_sample_then_runs_the_fixed_network(camera_noisy):
     _, noisy = camera_noisy
     m = _method(mode="once", steps=3)
-    before = m.process(noisy[None], Coords([0]))[0]
+    before = m.denoise(noisy[None], Coords([0]))[0]
     assert list(m.adapt(noisy[None, :64, :64], Coords([0]))) == [(1, 3), (2, 3), (3, 3)]
-    after = m.process(noisy[None], Coords([0]))[0]
+    after = m.denoise(noisy[None], Coords([0]))[0]
     assert not np.allclose(before, after)
     m2 = _method(mode="once", steps=3)
     m2.load_state_bytes(m.state_bytes())
-    np.testing.assert_array_equal(m2.process(noisy[None], Coords([0]))[0], after)
+    np.testing.assert_array_equal(m2.denoise(noisy[None], Coords([0]))[0], after)
 
 
 def test_tiled_equals_untiled_in_once_mode(camera_noisy):

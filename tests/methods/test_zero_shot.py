@@ -16,7 +16,7 @@ def _method(**kw):
 
 def test_per_tile_filling_clearly_reduces_the_error(camera_noisy, psnr):
     clean, noisy = camera_noisy
-    out = _method(iterations=100).process(noisy[None], Coords([0]))[0]
+    out = _method(iterations=100).denoise(noisy[None], Coords([0]))[0]
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert psnr(clean, out) > psnr(clean, noisy) + 2.0
 
@@ -26,7 +26,7 @@ def test_once_mode_adapts_then_fills(camera_noisy, psnr):
     m = _method(mode="once", iterations=100)
     steps = list(m.adapt(noisy[None], Coords([0])))
     assert steps[-1] == (100, 100)
-    out = m.process(noisy[None], Coords([0]))[0]
+    out = m.denoise(noisy[None], Coords([0]))[0]
     assert psnr(clean, out) > psnr(clean, noisy) + 1.5
 
 
@@ -36,16 +36,16 @@ def test_pixel_shuffle_denoises_correlated_noise_at_odd_sizes(camera_noisy, psnr
     noise = np.kron(rng.normal(0, 0.1, (64, 64)), np.ones((2, 2))).astype(np.float32)
     noisy = (clean + noise)[None, :125, :99]  # noise shared by 2x2 blocks; odd sizes
     ref = clean[:125, :99]
-    shuffled = _method(iterations=80, pixel_shuffle=2).process(noisy, Coords([0]))[0]
+    shuffled = _method(iterations=80, pixel_shuffle=2).denoise(noisy, Coords([0]))[0]
     assert shuffled.shape == (125, 99)
     assert psnr(ref, shuffled) > psnr(ref, noisy[0]) + 1.0
 
 
 def test_same_seed_same_result_and_masks_follow_coordinates():
     x = np.random.default_rng(0).random((1, 64, 64)).astype(np.float32)
-    a = _method(iterations=3).process(x, Coords([0]))
-    b = _method(iterations=3).process(x, Coords([0]))
-    c = _method(iterations=3).process(x, Coords([7]))
+    a = _method(iterations=3).denoise(x, Coords([0]))
+    b = _method(iterations=3).denoise(x, Coords([0]))
+    c = _method(iterations=3).denoise(x, Coords([7]))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -98,8 +98,8 @@ def test_presets_pick_the_matching_checkpoint():
 
 def test_pretrained_weights_beat_random_initialisation_at_equal_iterations(camera_noisy, psnr):
     clean, noisy = camera_noisy  # the cameraman is not in the training data
-    pre = _method(iterations=50).process(noisy[None], Coords([0]))[0]
-    rnd = _method(iterations=50, weights="none").process(noisy[None], Coords([0]))[0]
+    pre = _method(iterations=50).denoise(noisy[None], Coords([0]))[0]
+    rnd = _method(iterations=50, weights="none").denoise(noisy[None], Coords([0]))[0]
     assert psnr(clean, pre) > psnr(clean, rnd) + 1.0
 
 
@@ -119,8 +119,8 @@ def test_holdout_stopping_lands_near_the_best_iteration(camera_noisy, psnr):
     for t, _, ema in m._iterate(x, c, keep_ema=True, held=held):
         if t % 5 == 0:
             true[t] = psnr(clean, m._from_net_space(ema, info)[0])
-    out = m.process(noisy[None], Coords([0]))[0]
-    t_stop = m.report["stopped_at"][0]
+    res = m.process(noisy[None], Coords([0]))
+    out, t_stop = res.denoised[0], res.report["stopped_at"][0]
     assert psnr(clean, out) == pytest.approx(true[t_stop], abs=1e-4)
     assert true[t_stop] > max(true.values()) - 0.5
     assert max(true, key=true.get) < 240  # the trajectory has a peak: stopping matters here

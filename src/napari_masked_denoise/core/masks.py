@@ -27,14 +27,20 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
 
 
 class Coords:
-    """Global position of a block of planes: plane indices and the YX origin."""
+    """Global position of a block of planes: plane indices and the YX origin.
 
-    __slots__ = ("planes", "y0", "x0")
+    ``origins``, for a sample of crops taken from different places (``once`` mode's
+    adaptation sample), is ``(plane, y0, x0)`` of every crop in the image; the crops may
+    overlap, while their ``planes`` are distinct ids that keep their masks apart.
+    """
 
-    def __init__(self, planes, y0: int = 0, x0: int = 0):
+    __slots__ = ("planes", "y0", "x0", "origins")
+
+    def __init__(self, planes, y0: int = 0, x0: int = 0, origins=None):
         self.planes = torch.as_tensor(planes, dtype=torch.int64).reshape(-1)
         self.y0 = int(y0)
         self.x0 = int(x0)
+        self.origins = None if origins is None else tuple(tuple(int(v) for v in o) for o in origins)
 
 
 def uniform(seed: int, draw: int, coords: Coords, shape_yx, device=None) -> torch.Tensor:

@@ -1,5 +1,19 @@
-"""The tiled engine: any N-d array in, a zarr store out (see :mod:`.run`)."""
+"""The tiled engine: any N-d array in, a zarr store out.
 
-from .run import Progress, StoreResult, denoise_iter, open_result, run_to_completion
+- :mod:`.settings`: :class:`RunSettings`, what a run is asked to do, and the defaults
+  that need the image (mode, tile);
+- :mod:`.layout`: axes as blocks of YX planes, reading, the intensity range;
+- :mod:`.tiling`: tiles with halos (exact partitions or blended overlaps);
+- :mod:`.jobs`: a block times a tile, denoised and written; the threaded runner;
+- :mod:`.store`: the output group, its ledger, fingerprint and completion flag;
+- :mod:`.cluster`: the same jobs as dask.distributed tasks;
+- :mod:`.run`: one run, top to bottom (:func:`denoise_iter`);
+- :mod:`.io`: reading zarr, TIFF and PNG inputs from paths.
+"""
 
-__all__ = ["Progress", "StoreResult", "denoise_iter", "run_to_completion", "open_result"]
+from .run import Progress, StoreResult, denoise_iter, run_to_completion
+from .settings import RunSettings, default_tile
+from .store import open_result
+
+__all__ = ["Progress", "StoreResult", "RunSettings", "denoise_iter", "run_to_completion", "open_result",
+           "default_tile"]

@@ -3,7 +3,7 @@
 The engine adapts the method once, here, and keeps its state in the output store, as a
 single-process run does. Each task rebuilds the method from the run's settings and that
 state (once per worker process and run), then denoises a group of tiles whose writes no
-other group touches (:meth:`engine._Plan.groups`: a row of tiles of a block for exact
+other group touches (:meth:`.jobs.Plan.groups`: a row of tiles of a block for exact
 tilings, a whole block for blended ones) with the same code as a single-process run, so
 the output is the same. Consecutive groups are joined into a few tasks per worker, so
 that a task runs many tiles through the reader and writer threads. The store's ledger
@@ -21,7 +21,10 @@ import uuid
 
 import numpy as np
 
-__all__ = ["connect", "run_on_cluster"]
+from ..core.axes import DenoiseError
+from .jobs import run_jobs
+
+__all__ = ["connect", "run_on_cluster", "describe_scheduler"]
 
 _STATE: dict = {}  # per worker process: the method of the current run
 _LOCK = threading.Lock()  # one task at a time per process; torch uses the worker's threads
@@ -30,8 +33,6 @@ _LOCK = threading.Lock()  # one task at a time per process; torch uses the worke
 def connect(scheduler):
     """``(client, cluster)`` for a scheduler address, a ``Client`` or a number of local
     worker processes; ``cluster`` is the :class:`LocalCluster` started here, else None."""
-    from ..core.axes import DenoiseError
-
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -51,10 +52,17 @@ def connect(scheduler):
         raise DenoiseError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
 
 
-def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], spec: dict, precision: str,
-                   compile: bool):
-    """Run jobs ``todo`` of ``plan`` on the cluster; yields the number of jobs of every
-    finished task. Closing the generator cancels the tasks not started yet."""
+def describe_scheduler(scheduler) -> str:
+    """The scheduler in words, for the run's report."""
+    if isinstance(scheduler, int) or (isinstance(scheduler, str) and scheduler.isdigit()):
+        return f"local, {int(scheduler)} processes"
+    return str(getattr(scheduler, "scheduler_info", lambda: {})().get("address", scheduler))
+
+
+def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], settings):
+    """Run jobs ``todo`` of ``plan`` on the cluster with the run's ``settings``; yields
+    the report of every job of each finished task. Closing the generator cancels the
+    tasks not started yet."""
     from distributed import as_completed
 
     client, cluster = connect(scheduler)
@@ -63,10 +71,10 @@ def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], spec: dic
         key = uuid.uuid4().hex
         data = client.scatter(image, broadcast=True) if isinstance(image, np.ndarray) else image
         plan_f = client.scatter(plan, broadcast=True)
-        futures = [client.submit(_task, key, spec, plan_f, data, path, jobs, precision, compile, pure=False)
+        futures = [client.submit(_task, key, settings, plan_f, data, path, jobs, pure=False)
                    for jobs in _tasks(plan.groups(todo), len(client.scheduler_info()["workers"]))]
         for fut in as_completed(futures):
-            yield fut.result()
+            yield from fut.result()
     finally:
         client.cancel(futures)
         if cluster is not None:
@@ -96,36 +104,33 @@ def _worker_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _method(key: str, spec: dict, path: str, compile: bool):
-    """The adapted method of run ``key`` in this process, built on first use."""
+def _method(key: str, settings, path: str):
+    """The adapted method of run ``key`` in this process and the store's arrays it
+    writes, built on first use."""
     import torch
     import zarr
 
     from ..core.device import select_device
-    from ..methods import get_method
+    from .store import Store
 
     if _STATE.get("key") != key:
         _STATE.clear()
         torch.set_num_threads(_worker_threads())
-        meth = get_method(spec["method"])(preset=spec["preset"], mode=spec["mode"],
-                                          device=select_device(spec["device"]), seed=spec["seed"],
-                                          **spec["options"])
-        group = zarr.open_group(path, mode="r+")
-        if "method_state" in group:
-            meth.load_state_bytes(bytes(group["method_state"][:]))
-        if compile:
+        meth = settings.build_method(select_device(settings.device))
+        store = Store(zarr.open_group(path, mode="r+"), path)
+        state = store.method_state()
+        if state is not None:
+            meth.load_state_bytes(state)
+        if settings.compile:
             meth.compile()
-        _STATE.update(key=key, meth=meth, group=group)
-    return _STATE["meth"], _STATE["group"]
+        _STATE.update(key=key, meth=meth, arrays=store.writers(meth.extras))
+    return _STATE["meth"], _STATE["arrays"]
 
 
-def _task(key, spec, plan, image, path, jobs, precision, compile) -> int:
+def _task(key, settings, plan, image, path, jobs) -> list[dict]:
+    """Run ``jobs`` on this worker; returns their reports."""
     import dask
 
-    from .run import _run_jobs
-
     with _LOCK, dask.config.set(scheduler="sync"):  # a dask input is read in this task
-        meth, group = _method(key, spec, path, compile)
-        for _ in _run_jobs(plan, meth, image, group, jobs, precision):
-            pass
-    return len(jobs)
+        meth, arrays = _method(key, settings, path)
+        return list(run_jobs(plan, meth, image, arrays, jobs, settings.precision))

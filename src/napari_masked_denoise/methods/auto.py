@@ -42,13 +42,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import numpy as np
 
-from ..noise.holdout import HOLDOUT_FRAC
+from ..core.axes import DenoiseError
 from ..core.masks import Coords
-from .base import Method, Preset
+from ..noise.holdout import FILLS, HOLDOUT_FRAC
+from .base import Method, Preset, Processed
+from .options import integer, number, one_of
 
 __all__ = ["Auto", "default_candidates", "describe_report"]
 
@@ -98,11 +100,18 @@ class Auto(Method):
         "fill": "residual",
         "score": "held-out",
     }
+    checks = {
+        "holdout": number(0, 0.2, open_lo=True),
+        "radius": integer(0, 3),
+        "budget": number(0),
+        "fill": one_of(*FILLS),
+        "score": one_of("sure", "held-out"),
+    }
     needs_sample = True
+    """``auto`` decides on the sample in both modes: its tiling follows its choice."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from ..core.axes import DenoiseError
         from . import default_preset, get_method
 
         o = self.options
@@ -113,17 +122,7 @@ class Auto(Method):
             specs = tuple(c.strip() for c in (cands.split(",") if isinstance(cands, str) else cands) if c.strip())
         if not specs:
             raise DenoiseError("auto needs at least one candidate")
-        if not 0.0 < float(o["holdout"]) <= 0.2:
-            raise DenoiseError(f"holdout must be in (0, 0.2], got {o['holdout']}")
-        from ..noise.holdout import FILLS
-
-        if o["fill"] not in FILLS:
-            raise DenoiseError(f"fill must be one of {', '.join(FILLS)}, got {o['fill']!r}")
-        if o["score"] not in ("sure", "held-out"):
-            raise DenoiseError(f"score must be 'sure' or 'held-out', got {o['score']!r}")
         self.radius = int(o["radius"])
-        if not 0 <= self.radius <= 3:
-            raise DenoiseError(f"radius must be 0 to 3, got {o['radius']}")
         self.candidates: dict[str, Method] = {}
         for spec in specs:
             name, preset = _split(spec)
@@ -137,7 +136,7 @@ class Auto(Method):
         self.align = math.lcm(*(m.align for m in ms))
         self.default_tile = max(m.default_tile for m in ms)
         self.chosen: str | None = None
-        self.report = {"choice": None, "candidates": list(self.candidates)}
+        self._report = {"choice": None, "candidates": list(self.candidates)}
 
     # -- scoring ----------------------------------------------------------------------
     def _score(self, y: np.ndarray, coords: Coords) -> Iterator[tuple[int, int, dict]]:
@@ -150,8 +149,8 @@ class Auto(Method):
         kind = str(self.options["score"])
         if kind == "sure" and share > IMPULSE_SHARE:
             kind = "held-out"  # Stein's lemma needs Gaussian-like noise; impulses are not
-            self.report["score_reason"] = f"impulse noise ({100 * share:.1f}% isolated outliers)"
-        self.report.update(score=kind, impulse_share=share, noise_correlation=correlation_ratio(y))
+            self._report["score_reason"] = f"impulse noise ({100 * share:.1f}% isolated outliers)"
+        self._report.update(score=kind, impulse_share=share, noise_correlation=correlation_ratio(y))
         run = self._sure if kind == "sure" else self._held_out
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
         n = len(self.candidates)
@@ -175,7 +174,7 @@ class Auto(Method):
         if meth is None:
             m = self._holdout(y, coords)
             return {"input": hide(y, m, self.radius, fill=str(self.options["fill"]), seed=self.seed), "mask": m}
-        out = meth.process(prep["input"], coords)
+        out = meth.denoise(prep["input"], coords)
         return {"loss": holdout_loss(out, y, prep["mask"]), "output": out}
 
     def _sure(self, y, coords, meth, prep) -> dict:
@@ -192,9 +191,9 @@ class Auto(Method):
             return {"input": y, "b": b}
         b = prep["b"]
         t = time.perf_counter()
-        out = meth.process(y, coords)
+        out = meth.denoise(y, coords)
         run_s = time.perf_counter() - t
-        div = divergence(out, meth.process(y + SURE_EPS * b, coords), b, SURE_EPS)
+        div = divergence(out, meth.denoise(y + SURE_EPS * b, coords), b, SURE_EPS)
         return {"loss": risk(y, out, self._noise_var, div), "output": out, "div": div, "run_seconds": run_s}
 
     def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
@@ -204,7 +203,7 @@ class Auto(Method):
         from ..noise.holdout import holdout_mask
 
         frac, r = float(self.options["holdout"]), self.radius
-        origins = self.sample_origins
+        origins = coords.origins
         if not origins or len(origins) != y.shape[0]:
             return holdout_mask(y.shape, coords, self.seed, frac, r)
         return np.concatenate([holdout_mask((1, *y.shape[1:]), Coords([p], y0, x0), self.seed, frac, r)
@@ -215,11 +214,9 @@ class Auto(Method):
 
         ok = {k: v for k, v in scores.items() if v.get("loss") is not None and np.isfinite(v["loss"])}
         if not ok:
-            from ..core.axes import DenoiseError
-
             raise DenoiseError("auto: no candidate gave a finite error estimate")
         best = min(ok, key=lambda k: ok[k]["loss"])
-        if self.report["score"] == "sure":
+        if self._report["score"] == "sure":
             # The ranking uses the noise-level function; the estimate of the winner's error,
             # which moves one for one with the noise variance, rescales it to the variance
             # left when the winner's details are taken out of the input's finest ones (lower
@@ -231,7 +228,7 @@ class Auto(Method):
         else:
             var = noise_variance(y, ok[best]["output"])
             est = Estimate(ok[best]["loss"], var)
-        self.report.update(
+        self._report.update(
             choice=best,
             scores={k: _public(v) for k, v in scores.items()},
             noise_sigma=math.sqrt(var),
@@ -240,24 +237,26 @@ class Auto(Method):
         return best
 
     # -- the work ---------------------------------------------------------------------
-    def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
+    def adapt(self, sample: np.ndarray, coords: Coords) -> Generator[tuple[int, int], None, dict]:
         scores = {}
         for step, total, s in self._score(sample, coords):
             scores = s or scores
             yield step, total
         self._set_choice(self._choose(scores, sample))
+        return dict(self._report)
 
     def _set_choice(self, spec: str) -> None:
         self.chosen = spec
         for k in [k for k in self.candidates if k != spec]:
             del self.candidates[k]  # free the other candidates' networks
-        self.halo, self.align = self.candidates[spec].halo, self.candidates[spec].align
+        chosen = self.candidates[spec]
+        self.halo, self.align, self.default_tile = chosen.halo, chosen.align, chosen.default_tile
 
     @property
     def tile_exact(self) -> bool:
         return self.chosen is not None and self.candidates[self.chosen].tile_exact
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         return self.candidates[self.chosen].process(block, coords)
 
     def compile(self) -> None:
@@ -267,15 +266,15 @@ class Auto(Method):
     def state_bytes(self) -> bytes:
         if self.chosen is None:
             return b""
-        head = json.dumps({"report": self.report}).encode()
+        head = json.dumps({"report": self._report}).encode()
         return len(head).to_bytes(8, "little") + head + self.candidates[self.chosen].state_bytes()
 
     def load_state_bytes(self, data: bytes) -> None:
         if not data:
             return
         n = int.from_bytes(data[:8], "little")
-        self.report = json.loads(data[8:8 + n].decode())["report"]
-        self._set_choice(self.report["choice"])
+        self._report = json.loads(data[8:8 + n].decode())["report"]
+        self._set_choice(self._report["choice"])
         self.candidates[self.chosen].load_state_bytes(data[8 + n:])
 
 

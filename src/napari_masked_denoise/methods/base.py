@@ -10,22 +10,65 @@ roughly [0, 1]. The engine picks one of two modes:
     :meth:`Method.adapt` is run once on a sample of tiles of the whole image or volume,
     then :meth:`Method.process` runs every block with the adapted, fixed network (fast;
     for a fixed network the tiled result equals the untiled one).
+
+What a method produces travels in return values, never in attributes the engine reads
+back: :meth:`Method.process` returns a :class:`Processed` (the denoised block, extra
+per-pixel outputs, facts about the block), and :meth:`Method.adapt` is a generator of
+progress whose return value is its report (what it decided, JSON-able).
+
+A new method is one module here (a :class:`Method` subclass, registered by name in
+:mod:`napari_masked_denoise.methods`), its network in :mod:`napari_masked_denoise.nets`
+and, if it ships weights, its trainer in :mod:`napari_masked_denoise.training`.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..core.axes import DenoiseError
 from ..core.masks import Coords
+from .options import Check, check
 
-__all__ = ["Method", "Preset", "MODES"]
+__all__ = ["Method", "Preset", "Processed", "MODES"]
 
 MODES = ("per-tile", "once")
+
+
+@dataclass
+class Processed:
+    """What :meth:`Method.process` produced for a block ``(N, H, W)``.
+
+    Attributes
+    ----------
+    denoised : numpy.ndarray
+        The denoised block, float32, the input's shape.
+    extras : dict of str to numpy.ndarray
+        One ``(N, H, W)`` array per name in :attr:`Method.extras` (e.g. meta-TTA's
+        ``loss_mask``), blended and stored like the denoised output.
+    report : dict of str to list
+        Facts about this block (e.g. zero-shot filling's stopping iteration under
+        ``"stopped_at"``); the engine concatenates each key's lists over the run.
+    """
+
+    denoised: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    report: dict[str, list] = field(default_factory=dict)
+
+    def merge_report(self, other: dict[str, list]) -> None:
+        """Append the lists of ``other`` to this report's."""
+        merge_reports(self.report, other)
+
+
+def merge_reports(into: dict[str, list], other: dict[str, list]) -> dict[str, list]:
+    """Append each list of ``other`` to the same key's list of ``into``; return ``into``."""
+    for key, values in other.items():
+        into.setdefault(key, []).extend(values)
+    return into
 
 
 @dataclass(frozen=True)
@@ -49,30 +92,43 @@ class Method:
     preview_options: ClassVar[dict[str, Any]] = {}
     """Options that make a quick preview of one slice (merged under the user's options)."""
 
+    checks: ClassVar[dict[str, Check]] = {}
+    """Rules for option values (:mod:`.options`), checked by :meth:`check_options`."""
+
     def __init__(self, *, preset: str, mode: str, device, seed: int = 0, **options):
         if preset not in self.presets:
-            from ..core.axes import DenoiseError
-
             raise DenoiseError(
                 f"unknown preset {preset!r} for method {self.name!r}; "
                 f"choose one of {', '.join(self.presets)}"
             )
-        unknown = set(options) - set(self.defaults)
-        if unknown:
-            from ..core.axes import DenoiseError
-
-            raise DenoiseError(
-                f"unknown option(s) {', '.join(sorted(unknown))} for method {self.name!r}; "
-                f"known: {', '.join(sorted(self.defaults))}"
-            )
+        self.check_options(options, preset)
         self.preset = preset
         self.mode = mode
         self.device = device
         self.seed = int(seed)
         self.options = self.merged_options(preset, options)
-        self.report: dict = {}
-        """What the method decided, JSON-able (``auto``: the choice and the held-out
-        scores); the engine copies it into ``info["method_report"]`` and the store."""
+
+    @classmethod
+    def check_options(cls, options: dict, preset: str | None = None) -> None:
+        """Raise a one-line :class:`DenoiseError` for an unknown option name, or for a
+        value (the user's over the preset's and the defaults) that breaks :attr:`checks`.
+
+        Parameters
+        ----------
+        options : dict
+            The user's options.
+        preset : str, optional
+            The preset they override (default: the method's first).
+        """
+        unknown = set(options) - set(cls.defaults)
+        if unknown:
+            raise DenoiseError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for method {cls.name!r}; "
+                f"known: {', '.join(sorted(cls.defaults))}"
+            )
+        merged = cls.merged_options(preset or next(iter(cls.presets)), options)
+        for name, rule in cls.checks.items():
+            check(name, merged[name], rule)
 
     # -- geometry the engine needs -------------------------------------------------
     halo: int = 0
@@ -85,12 +141,9 @@ class Method:
     exact_support: ClassVar[bool] = False
     """Whether :attr:`halo` covers everything :meth:`process` reads around a pixel, so
     that with fixed parameters a tile's core is the same wherever the tiles are cut."""
-    sample_origins: list[tuple[int, int, int]] | None = None
-    """Set by the engine before :meth:`adapt`: ``(plane, y0, x0)`` of every sample crop in
-    the image (the crops may overlap; their ``Coords`` keep masks apart between crops)."""
     extras: tuple[str, ...] = ()
-    """Names of extra per-pixel outputs; after each :meth:`process`, ``last_extras`` maps
-    each name to an ``(N, H, W)`` array, blended and stored like the denoised output."""
+    """Names of the extra per-pixel outputs :meth:`process` returns in
+    :attr:`Processed.extras`."""
 
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
@@ -113,13 +166,50 @@ class Method:
         return self.exact_support and (self.mode == "once" or not self.adapts_per_tile(self.options))
 
     # -- the work ---------------------------------------------------------------------
-    def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
-        """Adapt on a sample (``once`` mode); yields ``(step, total)`` for progress."""
-        return iter(())
+    def adapt(self, sample: np.ndarray, coords: Coords) -> Generator[tuple[int, int], None, dict]:
+        """Adapt on a sample (``once`` mode, and ``per-tile`` when :attr:`needs_sample`).
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
-        """Denoise a block ``(N, H, W)``; return the same shape, float32."""
+        Parameters
+        ----------
+        sample : numpy.ndarray
+            ``(N, H, W)`` float32 crops, normalised as the blocks are.
+        coords : Coords
+            Their coordinates; ``coords.origins`` says where each crop lies in the image.
+
+        Yields
+        ------
+        tuple of int
+            ``(step, total)`` for progress.
+
+        Returns
+        -------
+        dict
+            What the method decided, JSON-able (``auto``: its choice and the candidates'
+            estimates); the engine keeps it in the store and in the run's report.
+        """
+        return {}
+        yield  # a generator
+
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
+        """Denoise a block.
+
+        Parameters
+        ----------
+        block : numpy.ndarray
+            ``(N, H, W)`` float32 planes, normalised to roughly [0, 1].
+        coords : Coords
+            The block's position in the image (masks are drawn from it).
+
+        Returns
+        -------
+        Processed
+            The denoised block (same shape, float32), its extras and report.
+        """
         raise NotImplementedError
+
+    def denoise(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+        """Only the denoised array of :meth:`process`."""
+        return self.process(block, coords).denoised
 
     compiled_calls: ClassVar[tuple[str, ...]] = ()
     """The calls on :attr:`net` that :meth:`process` makes in ``once`` mode (``"forward"``
@@ -132,8 +222,6 @@ class Method:
         meta-TTA on two cores) and then runs the network about 1.5x faster there.
         """
         import torch
-
-        from ..core.axes import DenoiseError
 
         if not self.compiled_calls:
             raise DenoiseError(f"method {self.name!r} has no network calls to compile")
@@ -157,8 +245,6 @@ class Method:
         import copy
 
         import torch
-
-        from ..core.axes import DenoiseError
 
         o = self.options
         self.widths = tuple(int(w) for w in o["widths"])

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..core.masks import Coords
-from .base import Method, Preset
+from .base import Method, Preset, Processed
+from .options import Check, integer, number
 
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
 
@@ -51,10 +52,10 @@ class _Classical(Method):
         self.param = self._fit(sample, coords)
         yield 1, 1
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         param = self.param if self.mode == "once" and self.param is not None else self._fit(block, coords)
         out = [self._plane(np.asarray(p, dtype=np.float64), param) for p in block]
-        return np.asarray(out, dtype=np.float32).reshape(block.shape)
+        return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
 
     def state_bytes(self) -> bytes:
         return json.dumps({"param": self.param}).encode()
@@ -71,6 +72,8 @@ class TV(_Classical):
         "fixed": Preset("weight 0.1 (a strong simple peer on fluorescence)", {"weight": 0.1}),
     }
     defaults = {"weight": "calibrated"}
+    checks = {"weight": Check("'calibrated' or a positive number",
+                              lambda v: v == "calibrated" or number(0, open_lo=True).ok(v))}
 
     def _fit(self, block, coords):
         if self.options["weight"] != "calibrated":
@@ -94,6 +97,7 @@ class NonLocalMeans(_Classical):
     summary = "non-local means (h = 0.8 sigma, patch 5, search distance 6), blind sigma"
     presets = {"default": Preset("h = 0.8 sigma, patch 5, distance 6, fast mode", {})}
     defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6}
+    checks = {"h": number(0, open_lo=True), "patch_size": integer(1), "patch_distance": integer(1)}
     halo = 8  # search distance + half the patch: exact
     exact_support = True
 

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 
 from ..core.masks import Coords, uniform
+from ..nets import receptive_radius
 from ..nets.swin import SwinDenoiser
-from .base import Method, Preset
+from .base import Method, Preset, Processed
+from .options import integer, number
 
 __all__ = ["MaskedTransformer"]
 
@@ -28,11 +30,6 @@ __all__ = ["MaskedTransformer"]
 def _make(widths) -> SwinDenoiser:
     """``widths``: (convolution channels, token width, blocks of each attention group...)."""
     return SwinDenoiser(int(widths[0]), int(widths[1]), tuple(int(d) for d in widths[2:]))
-
-
-# receptive-field radii measured by back-propagation at every window phase, by (depths,
-# window); a test checks the entry. Other layouts use the network's bound (``radius``).
-KNOWN_RADIUS = {((2, 2), 8): 95}
 
 
 class MaskedTransformer(Method):
@@ -59,15 +56,13 @@ class MaskedTransformer(Method):
     }
     default_tile = 1024  # the receptive field is 95 px: large tiles keep the halo's share small
 
+    checks = {"attn_drop": number(0, 1, open_hi=True), "passes": integer(1)}
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         from ..core.axes import DenoiseError
 
         o = self.options
-        if not 0 <= float(o["attn_drop"]) < 1:
-            raise DenoiseError(f"attn_drop must lie in [0, 1), got {o['attn_drop']}")
-        if int(o["passes"]) < 1:
-            raise DenoiseError(f"passes must be at least 1, got {o['passes']}")
         if o["weights"] in ("masked-transformer", "masked-transformer-unmasked"):
             from ..weights import available
 
@@ -78,10 +73,10 @@ class MaskedTransformer(Method):
                     "and pass weights=PATH.pt")
         self._build_net(_make, kwargs)
         self.net.eval()
-        self.halo = KNOWN_RADIUS.get((self.net.depths, self.net.window), self.net.radius)
+        self.halo = receptive_radius("swin", (self.net.conv, self.net.dim, *self.net.depths))
         self.align = self.net.align
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         x, (h, w) = self._padded(block)
         x = x.contiguous(memory_format=torch.channels_last)
         drop = float(self.options["attn_drop"])
@@ -97,4 +92,4 @@ class MaskedTransformer(Method):
 
         with torch.inference_mode():
             y = sum(self.net(x, drop=drop, uniform=draws(p)) for p in range(passes)) / passes
-        return y[:, 0, :h, :w].float().cpu().numpy()
+        return Processed(y[:, 0, :h, :w].float().cpu().numpy())

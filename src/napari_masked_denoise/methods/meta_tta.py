@@ -21,38 +21,17 @@ test-time optimiser (preset ``reference``).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
 from ..core.masks import Coords
+from ..nets import receptive_radius
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
-from .base import Method, Preset
+from .base import Method, Preset, Processed
+from .options import integer, number, one_of
 
 __all__ = ["MetaTTA"]
-
-
-# measured receptive-field radii (measuring takes about 10 s on a CPU); a test checks
-# that this table agrees with the measurement
-KNOWN_RADIUS = {(24, 32, 48): 75}
-
-
-def _radius(widths: tuple[int, ...]) -> int:
-    return KNOWN_RADIUS.get(tuple(widths)) or _measure_radius(tuple(widths))
-
-
-@functools.lru_cache(maxsize=8)
-def _measure_radius(widths: tuple[int, ...]) -> int:
-    """Receptive field of the primary output and of the mask (the larger)."""
-    from ..nets import measure_radius
-
-    torch.manual_seed(0)
-    net = MetaNet(widths)
-    with torch.no_grad():  # the primary head's last layer starts at zero: make it count
-        net.primary.net[-1].weight.fill_(1.0)
-    return max(measure_radius(net, 1, net.align), measure_radius(net.mask, 1, net.align))
 
 
 class MetaTTA(Method):
@@ -81,25 +60,23 @@ class MetaTTA(Method):
 
     default_tile = 512  # the receptive field is 75 px: a 256 tile would read 2.6x its area
 
+    checks = {
+        "steps": integer(0),
+        "optimizer": one_of("meta-sgd", "adam"),
+        "lr": number(0, open_lo=True),
+        "mask_layer": one_of(True, False),
+    }
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from ..core.axes import DenoiseError
-
         o = self.options
-        if int(o["steps"]) < 0:
-            raise DenoiseError(f"steps must be 0 or more, got {o['steps']}")
-        if o["optimizer"] not in ("meta-sgd", "adam"):
-            raise DenoiseError(f"optimizer must be meta-sgd or adam, got {o['optimizer']!r}")
-        if not float(o["lr"]) > 0:
-            raise DenoiseError(f"lr must be positive, got {o['lr']}")
         self._build_net(MetaNet, kwargs)
         self.net.eval()
-        self.halo = _radius(self.widths)
+        self.halo = receptive_radius("meta", self.widths)
         self.align = self.net.align
         self.inner_weight = float(self.weights_info.get("inner_weight", 10.0))
         self.adapted = None  # adapted head parameters (``once`` mode)
         self.extras = ("loss_mask",) if o["mask_layer"] else ()
-        self.last_extras: dict[str, np.ndarray] = {}
 
     # -- adaptation -----------------------------------------------------------------
     def _adapt(self, x: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor) -> dict | None:
@@ -141,15 +118,14 @@ class MetaTTA(Method):
         self.adapted = self._adapt(x, feats, mask)
         yield steps, steps
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         adapting = self.mode == "per-tile" and int(self.options["steps"]) > 0
         x, (h, w), feats, mask = self._prepare(block, adapting or bool(self.extras))
         params = self._adapt(x, feats, mask) if adapting else self.adapted
         with torch.no_grad():
             y = self.net.heads(feats, x, params, aux=False)[0]
-        if self.extras:
-            self.last_extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()}
-        return y[:, 0, :h, :w].float().cpu().numpy()
+        extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()} if self.extras else {}
+        return Processed(y[:, 0, :h, :w].float().cpu().numpy(), extras)
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes({"adapted": self.adapted or {}})

@@ -25,30 +25,19 @@ never on test images.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from ..core.masks import Coords, patch_mask
+from ..nets import receptive_radius
 from ..nets.mim import MIMNet
 from ._optim import Adam
-from .base import Method, Preset
+from .base import Method, Preset, Processed
+from .options import integer, number
 
 __all__ = ["TTTMIM"]
-
-
-@functools.lru_cache(maxsize=8)
-def _radius(widths: tuple[int, ...]) -> int:
-    from ..nets import measure_radius
-
-    torch.manual_seed(0)
-    net = MIMNet(widths)
-    with torch.no_grad():  # the heads' last layers start at zero: make every path count
-        for head in (net.main, net.recon):
-            head[-1].weight.fill_(1.0)
-    return measure_radius(net, 1, net.align)
 
 
 class TTTMIM(Method):
@@ -84,22 +73,19 @@ class TTTMIM(Method):
         "widths": (16, 32, 64),
     }
 
+    checks = {
+        "steps": integer(0),
+        "lr": number(0, open_lo=True),
+        "mask_ratio": number(0, 1, open_lo=True, open_hi=True),
+        "patch": integer(1),
+        "consistency": number(0),
+    }
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        o = self.options
-        from ..core.axes import DenoiseError
-
-        if not 0.0 < float(o["mask_ratio"]) < 1.0:
-            raise DenoiseError(f"mask_ratio must be in (0, 1), got {o['mask_ratio']}")
-        if int(o["steps"]) < 0:
-            raise DenoiseError(f"steps must be 0 or more, got {o['steps']}")
-        if int(o["patch"]) < 1:
-            raise DenoiseError(f"patch must be at least 1, got {o['patch']}")
-        if not float(o["lr"]) > 0:
-            raise DenoiseError(f"lr must be positive, got {o['lr']}")
         self._build_net(MIMNet, kwargs)
         self.align = self.net.align
-        self.halo = _radius(self.widths)
+        self.halo = receptive_radius("mim", self.widths)
         self.scale = 1.0
         self.train_sigma = float(np.sqrt(float(self.weights_info.get("noise_var", 0.005))))
 
@@ -153,7 +139,7 @@ class TTTMIM(Method):
         x, _ = self._tensor(self._scaled(sample, self.scale))
         yield from self._train(x, coords)
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         if self.mode == "per-tile" and self.options["normalise_noise"]:
             self.scale = self._estimate_scale(block)
         x, (h, w) = self._tensor(self._scaled(block, self.scale))
@@ -165,7 +151,7 @@ class TTTMIM(Method):
         with torch.inference_mode():
             y = self.net.denoise(x)
         y = y[:, 0, :h, :w].float().cpu().numpy()
-        return ((y - 0.5) / self.scale + 0.5).astype(np.float32)
+        return Processed(((y - 0.5) / self.scale + 0.5).astype(np.float32))
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes({"net": self.net.state_dict(), "scale": torch.tensor(self.scale)})

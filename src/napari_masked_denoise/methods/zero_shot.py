@@ -13,7 +13,6 @@ at least once, averaged at the dropped pixels.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,22 +20,19 @@ import torch
 import torch.nn.functional as F
 
 from ..core.masks import Coords, uniform
+from ..nets import receptive_radius as _radius
 from ..nets.unet import UNet
-from .base import Method, Preset
+from .options import integer, number, one_of
+from .base import Method, Preset, Processed
 
 __all__ = ["ZeroShotFilling", "receptive_radius"]
 
 _FILL_DRAW = 1 << 20  # mask draws for once-mode filling never collide with training draws
 
 
-@functools.lru_cache(maxsize=8)
 def receptive_radius(widths: tuple[int, ...]) -> int:
     """Receptive-field radius of :class:`UNet` with ``widths`` (measured)."""
-    from ..nets import measure_radius
-
-    torch.manual_seed(0)
-    net = UNet(2, 1, widths)
-    return measure_radius(net, 2, net.align)
+    return _radius("unet", tuple(widths))
 
 
 class ZeroShotFilling(Method):
@@ -90,19 +86,20 @@ class ZeroShotFilling(Method):
         "patience": 50,
     }
 
+    checks = {
+        "iterations": integer(1),
+        "beta": number(0, 1, open_hi=True),
+        "mask_ratio": number(0, 1, open_lo=True, open_hi=True),
+        "lr": number(0, open_lo=True),
+        "pixel_shuffle": one_of(1, 2),
+        "fill_passes": integer(1),
+        "stop": one_of("fixed", "holdout"),
+        "patience": integer(1),
+    }
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         o = self.options
-        from ..core.axes import DenoiseError
-
-        if not 0.0 < float(o["mask_ratio"]) < 1.0:
-            raise DenoiseError(f"mask_ratio must be in (0, 1), got {o['mask_ratio']}")
-        if int(o["pixel_shuffle"]) not in (1, 2):
-            raise DenoiseError(f"pixel_shuffle must be 1 or 2, got {o['pixel_shuffle']}")
-        if int(o["iterations"]) < 1:
-            raise DenoiseError(f"iterations must be at least 1, got {o['iterations']}")
-        if o["stop"] not in ("fixed", "holdout"):
-            raise DenoiseError(f"stop must be 'fixed' or 'holdout', got {o['stop']!r}")
         self.pd = int(o["pixel_shuffle"])
         self._build_net(lambda widths: UNet(2, 1, widths), kwargs)
         self.align = self.net.align * self.pd
@@ -166,22 +163,23 @@ class ZeroShotFilling(Method):
         for step, total, _ in self._iterate(x, c, keep_ema=False):
             yield step, total
 
-    def process(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
         x, c, info = self._to_net_space(block, coords)
         if self.mode == "per-tile":
             self.net.load_state_dict(self._init_state)
             if self.options["stop"] == "holdout":
-                return self._from_net_space(self._stopped(x, c), info)
+                ema, stopped = self._stopped(x, c)
+                return Processed(self._from_net_space(ema, info), report={"stopped_at": [stopped]})
             ema = x
             for _, _, ema in self._iterate(x, c, keep_ema=True):
                 pass
-            return self._from_net_space(ema, info)
-        return self._from_net_space(self._fill(x, c), info)
+            return Processed(self._from_net_space(ema, info))
+        return Processed(self._from_net_space(self._fill(x, c), info))
 
-    def _stopped(self, x: torch.Tensor, coords: Coords) -> torch.Tensor:
+    def _stopped(self, x: torch.Tensor, coords: Coords) -> tuple[torch.Tensor, int]:
         """Iterate up to ``iterations``; return the output at the iteration whose held-out
         loss (3% of the pixels, never seen, never a target) was lowest, stopping once it
-        has not improved for ``patience`` iterations. Sets ``report["stopped_at"]``."""
+        has not improved for ``patience`` iterations, and that iteration."""
         from ..noise.holdout import HOLDOUT_DRAW, HOLDOUT_FRAC
 
         u = uniform(self.seed, HOLDOUT_DRAW, coords, x.shape[-2:], self.device)
@@ -197,8 +195,7 @@ class ZeroShotFilling(Method):
                 best, best_t, best_ema = score, t, ema.clone()
             elif t - best_t >= patience:
                 break
-        self.report.setdefault("stopped_at", []).append(best_t)
-        return best_ema
+        return best_ema, best_t
 
     @torch.inference_mode()
     def _fill(self, x: torch.Tensor, coords: Coords) -> torch.Tensor:
