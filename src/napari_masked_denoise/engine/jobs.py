@@ -16,7 +16,7 @@ from ..core.axes import DenoiseError, check_finite
 from ..core.masks import Coords
 from ..methods.base import Processed
 from ..noise.levels import WINDOW, local_noise_std, robust_sigma
-from .layout import Layout, PlaneReader
+from .layout import Layout, PlaneReader, normalise
 from .store import DENOISED, NOISE_MAP, write_job
 from .tiling import Tile, tile_grid
 
@@ -152,7 +152,7 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
     job = plan.job(j)
     t, lay = job.tile, plan.layout
     check_finite(raw, f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}")
-    x = ((raw.astype(np.float32) - plan.lo) / plan.span).astype(np.float32)
+    x = normalise(raw, plan.lo, plan.span)
     coords = Coords(lay.plane_ids(job.prefix, job.planes), t.y.read[0], t.x.read[0])
     if precision == "mixed":
         dev = meth.device.type

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.axes import DenoiseError, check_finite
 from ..core.masks import Coords
 
-__all__ = ["Layout", "PlaneReader", "read_block", "norm_stats", "sample_crops", "default_batch"]
+__all__ = ["Layout", "PlaneReader", "read_block", "normalise", "norm_stats", "sample_crops", "default_batch"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,12 @@ class PlaneReader:
             block = lay.to_planes(read_block(self.image, lay.index(prefix, slice(z0, z1), *t.read)))
             hit = self.cache[job.tile_index] = (prefix, z0, z1, block)
         return hit[3][planes.start - hit[1]:planes.stop - hit[1]]
+
+
+def normalise(block: np.ndarray, lo: float, span: float) -> np.ndarray:
+    """``block`` as float32 in the normalised units methods work in: ``(x - lo) / span``,
+    with ``lo`` and ``lo + span`` from :func:`norm_stats`."""
+    return ((block.astype(np.float32) - lo) / span).astype(np.float32)
 
 
 def norm_stats(image, layout: Layout) -> tuple[float, float]:

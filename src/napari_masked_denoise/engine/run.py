@@ -30,7 +30,7 @@ from ..core.axes import DenoiseError, check_array, resolve_axes
 from ..methods.base import merge_reports
 from .cluster import describe_scheduler, run_on_cluster
 from .jobs import Plan, halo_of, run_jobs
-from .layout import Layout, default_batch, norm_stats, sample_crops
+from .layout import Layout, default_batch, norm_stats, normalise, sample_crops
 from .settings import RunSettings, default_mode, method_tile
 from .store import DENOISED, NOISE_MAP, Store, jsonable
 
@@ -197,8 +197,7 @@ def _adapt(image, layout: Layout, s: RunSettings, meth, store: Store, norm: tupl
         meth.load_state_bytes(state)
         return dict(store.meta.get("adapt_report") or {})
     sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
-    lo, hi = norm
-    report = yield from _progress(meth.adapt((sample - lo) / (hi - lo), coords), t0)
+    report = yield from _progress(meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0)
     store.save_method_state(meth.state_bytes())
     store.update_meta(adapt_report=report or {})
     return dict(report or {})

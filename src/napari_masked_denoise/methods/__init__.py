@@ -6,7 +6,8 @@ from .base import MODES, Method, Preset
 
 __all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_methods", "default_preset"]
 
-# name -> "module:Class"; modules are imported only when a method is used
+# name -> "module:Class" (or the class itself); modules are imported only when a method is
+# used. A new method is one line here.
 _REGISTRY = {
     "auto": "napari_masked_denoise.methods.auto:Auto",
     "zero-shot": "napari_masked_denoise.methods.zero_shot:ZeroShotFilling",
@@ -17,10 +18,12 @@ _REGISTRY = {
     "nlm": "napari_masked_denoise.methods.classical:NonLocalMeans",
     "wavelet": "napari_masked_denoise.methods.classical:Wavelet",
     "bm3d": "napari_masked_denoise.methods.classical:BM3D",
+    "identity": "napari_masked_denoise.methods.identity:Identity",
 }
 
 
 def method_names() -> list[str]:
+    """The registered method names, in the order front ends list them."""
     return list(_REGISTRY)
 
 
@@ -32,7 +35,10 @@ def get_method(name: str) -> type[Method]:
         raise DenoiseError(f"unknown method {name!r}; choose one of {', '.join(_REGISTRY)}")
     import importlib
 
-    mod, cls = _REGISTRY[name].split(":")
+    target = _REGISTRY[name]
+    if not isinstance(target, str):
+        return target
+    mod, cls = target.split(":")
     return getattr(importlib.import_module(mod), cls)
 
 
