@@ -61,7 +61,7 @@ def iteration_seconds(widths, threads: int, n: int = 10) -> float:
 def main(argv=None) -> int:
     import torch
 
-    from napari_masked_denoise.training import TrainConfig, train_zero_shot
+    from napari_masked_denoise.training.zero_shot import ZeroShotConfig, train_zero_shot
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=480)
@@ -75,9 +75,9 @@ def main(argv=None) -> int:
         if args.only and name not in args.only.split(","):
             continue
         with tempfile.TemporaryDirectory() as d:
-            cfg = TrainConfig(data=(str(data),), output=str(Path(d) / "w.pt"), widths=widths,
-                              iterations=10**9, max_seconds=args.seconds, constant_lr=True, threads=args.threads,
-                              val_every=100, seed=0)
+            cfg = ZeroShotConfig(data=(str(data),), output=str(Path(d) / "w.pt"), widths=widths,
+                                 iterations=10**9, max_seconds=args.seconds, constant_lr=True,
+                                 threads=args.threads, val_every=100, seed=0)
             e = train_zero_shot(cfg, progress=lambda s: print(name, s, flush=True))
         it_s = iteration_seconds(widths, args.threads)
         v = e["final_validation"]

@@ -36,13 +36,14 @@ def main(argv=None) -> int:
 
     from napari_masked_denoise.core.masks import Coords
     from napari_masked_denoise.methods import get_method
-    from napari_masked_denoise.training import MIT_VAL_NOISES, _mit_noise, _psnr, _val_set, training_images
+    from napari_masked_denoise.training.data import psnr, training_images, val_set
+    from napari_masked_denoise.training.masked_transformer import MIT_VAL_NOISES, val_noises
 
     torch.set_num_threads(args.threads)
     _, val, _ = training_images([TRAIN], skimage=False)
-    clean, _, _ = _val_set(val, 128, 20, 0)
+    clean, _, _ = val_set(val, 128, 20, 0)
     rng = np.random.default_rng(99)
-    noisy = {k: _mit_noise(clean, k, rng).astype(np.float32) for k in MIT_VAL_NOISES}
+    noisy = val_noises(clean, rng)
     variants = {
         "masked, attention mask off": {},
         "masked, attention mask on, 1 pass": {"attn_drop": 0.75, "passes": 1},
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
             for i in range(len(clean)):
                 out[i, 0] = m.process(noisy[k][i], Coords([i]))[0]
             secs.append((time.perf_counter() - t) / len(clean))
-            psnrs.append(_psnr(out, clean))
+            psnrs.append(psnr(out, clean))
         rows.append((name, psnrs, float(np.median(secs))))
         print(name, [f"{v:.2f}" for v in psnrs], f"{np.median(secs):.3f} s", flush=True)
     head = "| variant | " + " | ".join(MIT_VAL_NOISES) + " | mean unseen | s / crop |"

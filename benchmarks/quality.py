@@ -79,26 +79,18 @@ def _center(a: np.ndarray, n: int = 256) -> np.ndarray:
     return a[y:y + n, x:x + n]
 
 
-def add_noise(clean: np.ndarray, kind: str, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind.startswith("g"):
-        return clean + rng.normal(0, float(kind[1:]) / 255.0, clean.shape)
-    if kind == "poisson":
-        return rng.poisson(np.clip(clean, 0, None) * 30.0) / 30.0
-    if kind == "speckle":
-        return clean + clean * rng.normal(0, 0.2, clean.shape)
-    if kind == "sp":
-        out = clean.copy()
-        u = rng.random(clean.shape)
-        out[u < 0.025] = 0.0
-        out[u > 0.975] = 1.0
-        return out
-    if kind == "corr":
-        from scipy.ndimage import uniform_filter
+#: the cases' noise names -> the noise recipes (``napari_masked_denoise.noise.simulate.RECIPES``)
+NOISE_RECIPES = {"g15": "g15", "g25": "g25", "g50": "g50", "poisson": "poisson30",
+                 "speckle": "speckle20", "sp": "sp5", "corr": "corr25-box3"}
 
-        n = uniform_filter(rng.normal(0, 1, clean.shape), 3, mode="wrap")
-        return clean + n / n.std() * 25.0 / 255.0
-    raise ValueError(kind)
+
+def add_noise(clean: np.ndarray, kind: str, seed: int) -> np.ndarray:
+    """``clean`` with the noise of case ``kind`` (a name of :data:`NOISES`), seeded by ``seed``."""
+    from napari_masked_denoise.noise.simulate import RECIPES
+
+    if kind not in NOISE_RECIPES:
+        raise ValueError(kind)
+    return RECIPES[NOISE_RECIPES[kind]](clean, np.random.default_rng(seed))
 
 
 def cases():
@@ -350,7 +342,7 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
             # every value of a row over the same images: those the TTT method ran on
             imgs = {r["image"] for r in by.get((c, ttt), [])}
 
-            def on(m):
+            def on(m, c=c, imgs=imgs):
                 rs = [r["psnr"] for r in by.get((c, m), []) if r["image"] in imgs]
                 return float(np.mean(rs)) if rs and len(rs) == len(imgs) else None
 
@@ -369,7 +361,8 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
         med = lambda m: float(np.median([r["seconds"] for r in rows if r["method"] == m]))  # noqa: E731
         out += ["", f"Improves in {sum(d > 0 for d in diffs)} of {len(diffs)} cases; worst difference "
                 f"{min(diffs):+.2f} dB; mean {np.mean(diffs):+.2f} dB; median gap closed "
-                f"{100 * np.median(gaps):.0f}% (mean {100 * np.mean(gaps):.0f}%) over the {len(gaps)} cases with a gap. "
+                f"{100 * np.median(gaps):.0f}% (mean {100 * np.mean(gaps):.0f}%) over the {len(gaps)} cases "
+                "with a gap. "
                 f"Median seconds per image: {med(base):.2f} without, {med(ttt):.2f} with adaptation.", ""]
     # the size trade-off: the two shipped networks, same training time
     from napari_masked_denoise.weights import manifest
@@ -388,8 +381,9 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
                     f"{np.mean([r['psnr'] for r in sel[ttt]]):.2f} | "
                     f"{np.median([r['seconds'] for r in sel[ttt]]):.2f} |")
     if len(size) > 3:
-        out += ["**Network size** (trained by the same command on one CPU thread each, the budget in the table; "
-                f"means over the same {len(pairs)} images, the first of each of the {len(cs)} cases):", "", *size, ""]
+        out += ["**Network size** (trained by the same command on one CPU thread each, the budget in the "
+                f"table; means over the same {len(pairs)} images, the first of each of the {len(cs)} "
+                "cases):", "", *size, ""]
     return "\n".join(out)
 
 
@@ -398,11 +392,12 @@ def _meta_report(by, case_order, rows) -> str:
     out = ["### Meta-TTA: after against before adaptation", "",
            "Head-only adaptation (5 steps) of the meta-trained network, against the same network without "
            "adaptation; and stage 2 (meta-transfer on realistic noise) against the stage-1 network alone.", "",
-           "| case | stage 1 only | stage 1, 5 steps | no adaptation | fast | difference dB | reference | difference dB |",
+           "| case | stage 1 only | stage 1, 5 steps | no adaptation | fast | difference dB | reference "
+           "| difference dB |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
     diffs = {p[1]: {} for p in META_PAIRS}
     for c in case_order:
-        def mean(m):
+        def mean(m, c=c):
             rs = by.get((c, m))
             return None if not rs else float(np.mean([r["psnr"] for r in rs]))
 
@@ -466,8 +461,10 @@ def _mit_report(case_order, cell, rows) -> str:
     ood = {c: d for c, d in diffs.items() if not c.endswith("-g15")}
     med = lambda m: float(np.median([r["seconds"] for r in rows if r["method"] == m] or [np.nan]))  # noqa: E731
     out += ["", f"- Out-of-distribution mean, masked minus unmasked: {np.mean(list(ood.values())):+.2f} dB over "
-            f"{len(ood)} cases (target: at least +1 dB; {'met' if np.mean(list(ood.values())) >= 1 else 'NOT met'}); "
-            f"in distribution (g15): " + ", ".join(f"{c} {d:+.2f}" for c, d in diffs.items() if c.endswith("-g15")) + ".",
+            f"{len(ood)} cases (target: at least +1 dB; "
+            f"{'met' if np.mean(list(ood.values())) >= 1 else 'NOT met'}); "
+            "in distribution (g15): "
+            + ", ".join(f"{c} {d:+.2f}" for c, d in diffs.items() if c.endswith("-g15")) + ".",
             "- Median s / image: " + ", ".join(f"{m} {med(m):.2f}" for m in MIT_ROWS) + "."]
     return "\n".join(out) + "\n"
 

@@ -142,10 +142,44 @@ def denoise_to_zarr(
 
     The store holds the arrays ``denoised`` and ``noise_map`` (the input's shape,
     float32) and, in its attributes, the settings, the axes, the scale, ``sigma`` and
-    ``complete``. An interrupted run can be finished with ``resume=True``.
-    ``precision``, ``compile`` and ``scheduler`` (a dask.distributed cluster: an
-    address, a ``Client`` or a number of local worker processes) are described in
-    :func:`napari_masked_denoise.engine.denoise_iter`.
+    ``complete``.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask or zarr array, read tile by tile.
+    output : str or path
+        The zarr store to write.
+    method, preset, axes, device, seed, tile, mode
+        As in :func:`denoise`.
+    resume, overwrite : bool
+        Finish an interrupted run of the same settings / replace an existing store
+        (only a zarr store is ever replaced).
+    scale : sequence of float, optional
+        Pixel size per axis, kept in the store.
+    input_path : str, optional
+        The input's path, kept in the store and never written to.
+    progress : callable, optional
+        Called with a :class:`~napari_masked_denoise.engine.Progress` after every step.
+    precision : {"float32", "mixed"}
+        ``mixed``: the fixed network of ``once`` mode under autocast (faster on GPUs).
+    compile : bool
+        ``torch.compile`` the fixed network of ``once`` mode (for long runs).
+    scheduler : str, int or distributed.Client, optional
+        Run the tiles on a dask.distributed cluster: an address, a ``Client`` or a
+        number of local worker processes; the result equals a single-process run.
+    **options
+        Method options overriding the preset.
+
+    Returns
+    -------
+    StoreResult
+        The open store (``denoised``, ``noise_map``, ``extras``), ``sigma``, ``info``.
+
+    Raises
+    ------
+    DenoiseError
+        For a bad input or setting, with a one-line message, before the output exists.
     """
     settings = RunSettings(
         method=method, preset=preset, axes=axes, device=device, seed=seed, tile=tile, mode=mode,
@@ -158,7 +192,13 @@ def denoise_to_zarr(
 
 
 def list_methods() -> dict[str, dict[str, str]]:
-    """``{method: {preset: description}}`` for every registered method."""
+    """The registered methods and their presets.
+
+    Returns
+    -------
+    dict of str to dict of str to str
+        ``{method: {preset: description}}``; each method's first preset is its default.
+    """
     from .methods import describe_methods
 
     return {name: {p: pr.description for p, pr in presets.items()} for name, _, presets in describe_methods()}

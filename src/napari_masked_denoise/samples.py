@@ -12,6 +12,10 @@ files in ``sample_data/`` alike.
 * :func:`noisy_volume` - a synthetic 3-D fluorescence-like volume (blobs and
   filaments) with Poisson-Gaussian noise.
 * :func:`write_samples` - writes all of them as TIFF files and zarr v3 arrays.
+
+The noise comes from :mod:`napari_masked_denoise.noise.simulate`: the recipe ``"pg30"``
+for the fluorescence samples, :func:`~napari_masked_denoise.noise.simulate.lowdose_sinogram`
+for the CT stack.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from .noise.simulate import RECIPES, lowdose_sinogram
 
 __all__ = [
     "poisson_gaussian",
@@ -28,10 +34,11 @@ __all__ = [
     "write_samples",
 ]
 
+_NOISE = RECIPES["pg30"]
 #: Default photons at intensity 1 (the brightest structures) for the fluorescence samples.
-PEAK = 30.0
+PEAK = float(_NOISE.params["peak"])
 #: Default standard deviation of the Gaussian read noise, in units of the [0, 1] signal.
-SIGMA_READ = 0.02
+SIGMA_READ = float(_NOISE.params["read"])
 
 
 def poisson_gaussian(
@@ -57,11 +64,10 @@ def poisson_gaussian(
     Returns
     -------
     numpy.ndarray
-        ``poisson(clean * peak) / peak + normal(0, sigma_read)`` as float32.
+        ``poisson(clean * peak) / peak + normal(0, sigma_read)`` as float32 (the noise
+        recipe ``"pg30"``, rates computed in float64).
     """
-    lam = np.clip(np.asarray(clean, dtype=np.float64), 0.0, None) * float(peak)
-    noisy = rng.poisson(lam) / float(peak) + rng.normal(0.0, float(sigma_read), lam.shape)
-    return noisy.astype(np.float32)
+    return _NOISE(clean, rng, peak=peak, read=sigma_read)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -172,9 +178,7 @@ def lowdose_ct(
     noisy = np.empty((n_slices, size, size), dtype=np.float32)
     clean = np.empty_like(noisy)
     for z, p in enumerate(sinos):
-        counts = rng.poisson(float(i0) * np.exp(-mu * p))
-        p_noisy = -np.log(np.maximum(counts, 1) / float(i0)) / mu
-        noisy[z] = iradon(p_noisy, theta, filter_name="ramp", circle=True)
+        noisy[z] = iradon(lowdose_sinogram(p, rng, i0, mu), theta, filter_name="ramp", circle=True)
         clean[z] = iradon(p, theta, filter_name="ramp", circle=True)
     return noisy, clean
 

@@ -142,6 +142,7 @@ def test_large_layer_goes_to_a_lazy_zarr_store(viewer_widget, qtbot, monkeypatch
 def test_a_cancelled_large_run_leaves_no_temporary_store(viewer_widget, qtbot, monkeypatch):
     import dask.array as da
 
+    from napari_masked_denoise._napari import temp_stores
     from napari_masked_denoise._napari import widget as widget_mod
 
     monkeypatch.setattr(widget_mod, "MEMORY_LIMIT_VOXELS", 1000)
@@ -158,7 +159,7 @@ def test_a_cancelled_large_run_leaves_no_temporary_store(viewer_widget, qtbot, m
     qtbot.waitUntil(lambda: len(seen) > 0, timeout=TIMEOUT)
     widget.cancel()
     _wait_idle(qtbot, widget)
-    assert not Path(folder).exists() and folder not in widget_mod._TEMP_FOLDERS
+    assert not Path(folder).exists() and folder not in temp_stores.TEMP_FOLDERS
 
 
 def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(viewer_widget, qtbot, monkeypatch,
@@ -272,6 +273,41 @@ def test_layer_axes(make_napari_viewer):
     assert layer_axes(viewer.add_image(np.zeros((2, 32, 32, 3)), rgb=True)) == "ZYXC"
 
 
+def test_the_tile_is_the_engines_unless_the_user_sets_one(viewer_widget, qtbot, monkeypatch):
+    """The tile box shows the engine's default for the method and the layer; the widget
+    sends ``tile=None`` (the engine's choice) unless the user set the box."""
+    from napari_masked_denoise._napari import widget as widget_mod
+    from napari_masked_denoise.engine.settings import default_tile
+
+    sent, real = [], widget_mod.denoise_iter
+
+    def recording(image, output=None, settings=None, **kw):
+        sent.append(settings)
+        return real(image, output, settings, **kw)
+
+    monkeypatch.setattr(widget_mod, "denoise_iter", recording)
+    viewer, widget = viewer_widget  # zero-shot
+    viewer.add_image(_image((64, 64)), name="img")
+    viewer.add_image(_image((2, 64, 64)), name="vol")
+    widget.set_layer("img")  # one plane: per-tile mode
+    assert widget.tile_spin.value == default_tile("zero-shot", "fast", None, "per-tile") == 256
+    widget.set_layer("vol")  # a volume: once mode
+    assert widget.tile_spin.value == default_tile("zero-shot", "fast", None, "once") == 1024
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert sent[-1].tile is None and widget.last_result.complete
+    widget.tile_spin.value = 64  # the user's choice is sent, and kept across layers
+    widget.set_layer("img")
+    assert widget.tile_spin.value == 64
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert sent[-1].tile == 64 and widget.last_result.complete
+    widget.method_combo.value = "auto"  # decides the tile on the image
+    assert widget.tile_spin.native.text() == "automatic" and widget.tile is None
+    widget.method_combo.value = "zero-shot"  # a new method: its default again
+    assert widget.tile_spin.value == 256 and widget.tile is None
+
+
 SAMPLES_READY = (
     Path(__file__).resolve().parents[2] / "src" / "napari_masked_denoise" / "samples.py"
 ).exists()
@@ -317,7 +353,7 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     widget.set_layer("vol")
     widget.tile_spin.value = 64
     widget.method_combo.value = "meta-tta"
-    assert widget.tile_spin.value == 512  # the method's default tile (wide receptive field)
+    assert widget.tile_spin.value == 1024  # a volume: once mode, exact tiles of 1024 or more
     assert list(widget.preset_combo.choices) == ["fast", "reference", "no-adapt"]
     widget.options = {}  # the fixture's zero-shot options
     widget.run()
@@ -332,7 +368,7 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     _wait_idle(qtbot, widget)
     assert "vol preview" in viewer.layers and widget.last_result.method == "meta-tta"
     widget.method_combo.value = "zero-shot"
-    assert widget.tile_spin.value == 256 and not widget._mask_supported
+    assert widget.tile_spin.value == 1024 and not widget._mask_supported
 
 
 def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):

@@ -183,8 +183,8 @@ def test_noise_variance_from_a_denoised_estimate_counts_impulse_noise(camera_noi
 def test_auto_warns_when_the_noise_looks_spatially_correlated(camera_noisy):
     from scipy.ndimage import gaussian_filter
 
-    from napari_masked_denoise.methods.auto import describe_report
     from napari_masked_denoise.noise.levels import CORRELATED, correlation_ratio
+    from napari_masked_denoise.report import describe_report
 
     clean, noisy = camera_noisy
     n = gaussian_filter(np.random.default_rng(1).normal(0, 1, clean.shape), 1.0)

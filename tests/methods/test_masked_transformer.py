@@ -109,12 +109,12 @@ def test_bad_options(bad):
 
 
 def _cfg(image_folder, tmp_path, **kw):
-    from napari_masked_denoise.training import TrainConfig
+    from napari_masked_denoise.training.masked_transformer import MaskedTransformerConfig
 
     base = dict(data=(str(image_folder),), output=str(tmp_path / "mt.pt"), iterations=40, batch=4, crop=64,
                 val_every=20, skimage=False, seed=1, lr=2e-3, clip=0.0, widths=SMALL, val_images=4,
                 mask_ratio=(0.8, 0.9), ema=0.9, log=str(tmp_path / "log.jsonl"))
-    return TrainConfig(**{**base, **kw})
+    return MaskedTransformerConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("masked", [True, False])
@@ -136,7 +136,7 @@ def test_training_masked_and_baseline_writes_the_average_weights(image_folder, t
 
 def test_masked_training_loss_masks_the_input_and_the_attention(image_folder, tmp_path):
     """With masking the loss sees a masked input (and dropped tokens); without, the plain one."""
-    from napari_masked_denoise.training import _mit_loss
+    from napari_masked_denoise.training.masked_transformer import _mit_loss
 
     seen = []
 

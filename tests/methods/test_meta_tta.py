@@ -68,12 +68,12 @@ def test_binarised_mask_is_hard_forward_with_a_soft_gradient():
 
 
 def _cfg(image_folder, tmp_path, **kw):
-    from napari_masked_denoise.training import TrainConfig
+    from napari_masked_denoise.training.meta_tta import MetaTTAConfig
 
     base = dict(data=(str(image_folder),), output=str(tmp_path / "s1.pt"), iterations=60, batch=4, crop=64,
                 val_every=30, skimage=False, seed=1, lr=3e-3, clip=0.0, widths=(8, 8, 16), val_images=4,
                 log=str(tmp_path / "log.jsonl"))
-    return TrainConfig(**{**base, **kw})
+    return MetaTTAConfig(**{**base, **kw})
 
 
 def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder, tmp_path):
@@ -108,7 +108,7 @@ def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder,
 
 @pytest.mark.parametrize("extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}, {"ct_share": 1.0}])
 def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path, extra):
-    from napari_masked_denoise.training import _maml_loss
+    from napari_masked_denoise.training.meta_tta import _maml_loss
 
     net = _net()
     cfg = _cfg(image_folder, tmp_path, stage=2, inner_steps=2, **extra)

@@ -47,16 +47,17 @@ def test_mask_token_replaces_masked_features_only():
 
 
 def test_joint_pretraining_learns_to_denoise_and_writes_a_manifest(image_folder, tmp_path):
-    from napari_masked_denoise.training import TrainConfig, _val_set, _validate_ttt_mim, train_ttt_mim, training_images
+    from napari_masked_denoise.training.data import training_images, val_set
+    from napari_masked_denoise.training.ttt_mim import TTTMIMConfig, _validate_ttt_mim, train_ttt_mim
     from napari_masked_denoise.weights import load_state
 
-    cfg = TrainConfig(data=(str(image_folder),), output=str(tmp_path / "t.pt"), iterations=200, batch=4,
-                      crop=64, val_every=100, skimage=False, seed=1, lr=3e-3, clip=0.0, weight_decay=1e-4,
-                      mask_ratio=(0.6, 0.6), patch=7, widths=(8, 16), log=str(tmp_path / "log.jsonl"))
+    cfg = TTTMIMConfig(data=(str(image_folder),), output=str(tmp_path / "t.pt"), iterations=200, batch=4,
+                       crop=64, val_every=100, skimage=False, seed=1, lr=3e-3, clip=0.0, weight_decay=1e-4,
+                       mask_ratio=(0.6, 0.6), patch=7, widths=(8, 16), log=str(tmp_path / "log.jsonl"))
     entry = train_ttt_mim(cfg, progress=lambda s: None)
     assert [json.loads(r)["iteration"] for r in (tmp_path / "log.jsonl").read_text().splitlines()] == [100, 200]
     _, val, _ = training_images([image_folder], skimage=False)
-    vc, _, _ = _val_set(val, 64, 20, 1)
+    vc, _, _ = val_set(val, 64, 20, 1)
     torch.manual_seed(1)
     before = _validate_ttt_mim(MIMNet((8, 16)), vc, cfg.noise_var, cfg.seed)["val_denoise_psnr"]
     state, loaded = load_state(cfg.output)

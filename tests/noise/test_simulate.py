@@ -98,3 +98,46 @@ def test_realistic_noise_is_ct_noise_plus_offset_at_its_share():
                                nm.ct(x, r) + 0.03, atol=1e-6)
     assert not np.allclose(nm.realistic(x, _rng(5), offset=0.03, ct_share=0.0),
                            nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0))
+
+
+def test_every_recipe_is_reproducible_float32_and_leaves_its_input():
+    x = np.linspace(0, 1, 4 * 48 * 48, dtype=np.float32).reshape(4, 1, 48, 48)
+    before = x.copy()
+    for name, recipe in nm.RECIPES.items():
+        a, b = recipe(x, _rng(2)), recipe(x, _rng(2))
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == np.float32 and a.shape == x.shape, name
+        assert not np.array_equal(a, x), name
+    np.testing.assert_array_equal(x, before)
+
+
+def test_fixed_recipes_have_their_levels():
+    flat = _flat(0.5)
+    assert (nm.RECIPES["g25"](flat, _rng()) - flat).std() == pytest.approx(25 / 255, rel=0.03)
+    assert nm.RECIPES["poisson30"](flat, _rng()).var() == pytest.approx(0.5 / 30, rel=0.05)
+    sp = nm.RECIPES["sp5"](flat, _rng())
+    assert np.mean(sp == 0) == pytest.approx(0.025, abs=0.003)
+    assert np.mean(sp == 1) == pytest.approx(0.025, abs=0.003)
+    for name, level in (("corr25-box3", 25), ("corr20", 20)):
+        n = nm.RECIPES[name](flat, _rng()) - flat
+        assert n.std() == pytest.approx(level / 255, rel=0.01)
+        assert np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] > 0.3
+
+
+def test_recipe_parameters_can_be_overridden_and_unknown_names_are_refused():
+    flat = _flat(0.5)
+    dim = nm.RECIPES["pg30"](flat, _rng(), peak=5.0, read=0.0)
+    assert dim.var() == pytest.approx(0.5 / 5, rel=0.05)
+    np.testing.assert_array_equal(nm.RECIPES["g15"](flat, _rng()),
+                                  nm.gaussian(flat, _rng(), sigma=15 / 255))
+    with pytest.raises(ValueError, match="g15"):
+        nm.recipe("nope")
+    assert nm.recipe("classic") is nm.RECIPES["classic"]
+
+
+def test_rounded_gaussian_noise_is_added_in_float32():
+    x = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    n = _rng(1).normal(0, 0.1, x.shape)
+    np.testing.assert_array_equal(nm.gaussian(x, _rng(1), 0.1, round_noise=True),
+                                  x + n.astype(np.float32))
+    np.testing.assert_array_equal(nm.gaussian(x, _rng(1), 0.1), (x + n).astype(np.float32))

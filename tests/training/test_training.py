@@ -3,7 +3,7 @@ import json
 import pytest
 
 from napari_masked_denoise.cli import main
-from napari_masked_denoise.training import TrainConfig, _validate, train_zero_shot
+from napari_masked_denoise.training.zero_shot import ZeroShotConfig, _validate, train_zero_shot
 
 
 def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(image_folder, tmp_path):
@@ -11,19 +11,19 @@ def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(i
 
     from napari_masked_denoise.methods import get_method
     from napari_masked_denoise.nets.unet import UNet
-    from napari_masked_denoise.training import _val_set, training_images
+    from napari_masked_denoise.training.data import training_images, val_set
     from napari_masked_denoise.weights import load_state
 
-    cfg = TrainConfig(data=(str(image_folder),), output=str(tmp_path / "w" / "zs.pt"),
-                      iterations=60, batch=4, crop=64, val_every=30, skimage=False, seed=3,
-                      log=str(tmp_path / "log.jsonl"))
+    cfg = ZeroShotConfig(data=(str(image_folder),), output=str(tmp_path / "w" / "zs.pt"),
+                         iterations=60, batch=4, crop=64, val_every=30, skimage=False, seed=3,
+                         log=str(tmp_path / "log.jsonl"))
     entry = train_zero_shot(cfg, progress=lambda s: None)
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [30, 60]
 
     # the trained network fills dropped pixels of held-out images far better than its initialisation
     _, val, _ = training_images([image_folder], skimage=False)
-    vc, vn, vu = _val_set(val, 64, 20, 3)
+    vc, vn, vu = val_set(val, 64, 20, 3)
     torch.manual_seed(3)
     before, _ = _validate(UNet(2, 1, (16, 32, 64)), vc, vn, vu, 0.3)
     state, loaded = load_state(cfg.output)

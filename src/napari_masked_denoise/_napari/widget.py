@@ -1,24 +1,21 @@
 """The ``Masked denoise`` dock widget.
 
-A thin Qt front end: it gathers the settings, runs
+A thin Qt front end: it gathers the settings into a
+:class:`~napari_masked_denoise.engine.RunSettings`, runs
 :func:`napari_masked_denoise.engine.denoise_iter` in a napari thread worker, drives a
 progress bar from the :class:`~napari_masked_denoise.engine.Progress` reports and adds
-the results as layers. All computing happens in the engine.
+the results as layers (:mod:`.layers`). All computing happens in the engine; the status
+line comes from :mod:`napari_masked_denoise.report`.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import re
-import shutil
-import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils import progress
@@ -26,8 +23,20 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.axes import DenoiseError
-from ..engine import Progress, StoreResult, denoise_iter
+from ..engine import Progress, RunSettings, StoreResult, denoise_iter
+from ..engine.layout import Layout
+from ..engine.settings import default_mode, default_tile
 from ..methods import get_method, method_names
+from ..report import status_text
+from .layers import (
+    add_result_layers,
+    current_index,
+    layer_axes,
+    layer_data,
+    layer_scale,
+    show_preview_layer,
+)
+from .temp_stores import new_temp_store, remove_temp, watch_temp
 
 if TYPE_CHECKING:
     import napari
@@ -36,26 +45,11 @@ __all__ = ["DenoiseWidget", "layer_axes", "MEMORY_LIMIT_VOXELS"]
 
 MEMORY_LIMIT_VOXELS = 64 * 1024**2
 """Layers up to this many voxels are denoised in memory; larger ones into a temporary
-zarr store on disk, so the result layers are lazy."""
-
-_TEMP_FOLDERS: set[str] = set()
-"""Folders of the temporary stores behind large layers' results, deleted when the last
-layer that reads one is removed, when its run ends without results, or at exit."""
-
-
-def _remove_temp(folder: str | None) -> None:
-    if folder:
-        _TEMP_FOLDERS.discard(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@atexit.register
-def _remove_all_temp() -> None:
-    for folder in list(_TEMP_FOLDERS):
-        _remove_temp(folder)
-
+zarr store on disk (:mod:`.temp_stores`), so the result layers are lazy."""
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AUTOMATIC = "automatic"
+"""What the tile box shows when the engine chooses the tile on the image (``auto``)."""
 
 
 @dataclass(frozen=True)
@@ -71,38 +65,6 @@ class _Failed:
     error: Exception
 
 
-def layer_axes(layer: Image) -> str:
-    """The axes string the engine gets for ``layer.data`` (level 0 if multiscale).
-
-    Parameters
-    ----------
-    layer : napari.layers.Image
-        The input layer.
-
-    Returns
-    -------
-    str
-        ``"YX"``, ``"ZYX"``, ``"TZYX"``, ``"TCZYX"``; for RGB(A) layers the same with a
-        trailing ``"C"`` (``"YXC"``, ``"ZYXC"``, ...).
-
-    Raises
-    ------
-    DenoiseError
-        When the layer has more leading axes than the letters T, C, Z can name.
-    """
-    data = layer.data[0] if layer.multiscale else layer.data
-    ndim = len(data.shape)
-    lead = ndim - (3 if layer.rgb else 2)
-    letters = {0: "", 1: "Z", 2: "TZ"} if layer.rgb else {0: "", 1: "Z", 2: "TZ", 3: "TCZ"}
-    if lead not in letters:
-        raise DenoiseError(f"cannot denoise a {ndim}-D {'RGB ' if layer.rgb else ''}layer")
-    return letters[lead] + ("YXC" if layer.rgb else "YX")
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "layer"
-
-
 class DenoiseWidget(QWidget):
     """Dock widget: denoise an image layer tile by tile, or preview the current slice.
 
@@ -116,6 +78,10 @@ class DenoiseWidget(QWidget):
     options : dict
         Extra method options merged into every call (over the preset), e.g.
         ``{"iterations": 5}``; for previews they override the method's ``preview_options``.
+    tile_spin : magicgui.widgets.FloatSpinBox
+        The tile size. It shows the engine's default for the chosen method, preset and
+        layer (:func:`~napari_masked_denoise.engine.settings.default_tile`; ``automatic``
+        when the method decides on the image); only a value the user sets is sent.
     worker : GeneratorWorker or None
         The worker of the latest run or preview (kept after it finished).
     busy : bool
@@ -127,7 +93,7 @@ class DenoiseWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.options: dict[str, Any] = {}
+        self._options: dict[str, Any] = {}
         self.worker = None
         self.busy = False
         self.last_result: StoreResult | None = None
@@ -137,14 +103,24 @@ class DenoiseWidget(QWidget):
         self._cancelled = False
         self._returned = False
         self._mask_supported = False
+        self._tile_chosen = False  # whether the user set the tile box
+        self._showing_tile = False  # while the widget itself sets the tile box
         self._temp_folder: str | None = None  # the running run's temporary store, if any
         self._shown = False  # whether the running run's results became layers
+        self._build_controls()
+        self._connect()
+        self._refresh_presets()
+        self._refresh_layers()
 
+    def _build_controls(self) -> None:
         self.layer_combo = ComboBox(label="image", choices=[])
         self.method_combo = ComboBox(label="method", choices=method_names())
         self.preset_combo = ComboBox(label="preset", choices=[])
         self.device_combo = ComboBox(label="device", choices=list(DEVICES), value="auto")
-        self.tile_spin = SpinBox(label="tile size", value=256, min=32, max=8192, step=32)
+        self.tile_spin = FloatSpinBox(label="tile size", value=0, min=0, max=8192, step=32,
+                                      tooltip="tile size in Y and X; shown: the engine's default")
+        self.tile_spin.native.setDecimals(0)
+        self.tile_spin.native.setSpecialValueText(AUTOMATIC)  # 0: the engine chooses
         self.seed_spin = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.mask_check = CheckBox(text="add the loss mask as a layer", value=False,
                                    tooltip="meta-TTA: where the adaptation loss looked (white)")
@@ -152,13 +128,11 @@ class DenoiseWidget(QWidget):
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="ready")
-        self._container = Container(
-            widgets=[
-                self.layer_combo, self.method_combo, self.preset_combo, self.device_combo,
-                self.tile_spin, self.seed_spin, self.mask_check, self.preview_button, self.run_button,
-                self.cancel_button, self.status,
-            ]
-        )
+        self._container = Container(widgets=[
+            self.layer_combo, self.method_combo, self.preset_combo, self.device_combo,
+            self.tile_spin, self.seed_spin, self.mask_check, self.preview_button, self.run_button,
+            self.cancel_button, self.status,
+        ])
         self.status.native.setWordWrap(True)
         layout = QVBoxLayout()
         layout.setContentsMargins(0, 0, 0, 0)
@@ -166,7 +140,11 @@ class DenoiseWidget(QWidget):
         layout.addStretch(1)
         self.setLayout(layout)
 
+    def _connect(self) -> None:
         self.method_combo.changed.connect(self._refresh_presets)
+        self.preset_combo.changed.connect(self._refresh_tile)
+        self.layer_combo.changed.connect(self._refresh_tile)
+        self.tile_spin.changed.connect(self._on_tile_edited)
         self.run_button.clicked.connect(self.run)
         self.preview_button.clicked.connect(self.preview)
         self.cancel_button.clicked.connect(self.cancel)
@@ -174,8 +152,22 @@ class DenoiseWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         for layer in self.viewer.layers:
             layer.events.name.connect(self._refresh_layers)
-        self._refresh_presets()
-        self._refresh_layers()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Extra method options merged into every call (see the class's attributes)."""
+        return self._options
+
+    @options.setter
+    def options(self, value: dict[str, Any]) -> None:
+        self._options = dict(value)
+        self._refresh_tile()  # options can change the mode, and so the default tile
+
+    @property
+    def tile(self) -> int | None:
+        """The tile sent to the engine: the user's value, else ``None`` (its default)."""
+        value = int(self.tile_spin.value)
+        return value if self._tile_chosen and value else None
 
     # ------------------------------------------------------------------ choices
     def _on_layers_changed(self, event=None) -> None:
@@ -196,11 +188,10 @@ class DenoiseWidget(QWidget):
             pass
 
     def _refresh_presets(self, event=None) -> None:
-        """List the presets of the selected method; its tile size; its extra outputs."""
+        """List the presets of the selected method; its default tile; its extra outputs."""
         name = self.method_combo.value
         described = get_method(name).presets if name else {}
         if name:
-            self.tile_spin.value = get_method(name).default_tile
             self._mask_supported = "mask_layer" in get_method(name).defaults
             self.mask_check.visible = self._mask_supported
         presets = list(described)
@@ -208,6 +199,46 @@ class DenoiseWidget(QWidget):
         self.preset_combo.tooltip = "\n".join(f"{k}: {v.description}" for k, v in described.items())
         if presets:
             self.preset_combo.value = presets[0]
+        self._refresh_tile(reset=True)  # a new method: its default tile again
+
+    def _refresh_tile(self, event=None, reset: bool = False) -> None:
+        """Show the engine's default tile, unless the user set one (kept until the method
+        changes)."""
+        if reset:
+            self._tile_chosen = False
+        if self._tile_chosen:
+            return
+        tile = self._default_tile()
+        self._showing_tile = True
+        try:
+            self.tile_spin.value = 0 if tile is None else tile
+        except RuntimeError:  # the Qt widget is gone (viewer closing)
+            pass
+        finally:
+            self._showing_tile = False
+
+    def _on_tile_edited(self, value=None) -> None:
+        if not self._showing_tile:
+            self._tile_chosen = True
+
+    def _default_tile(self) -> int | None:
+        """:func:`~napari_masked_denoise.engine.settings.default_tile` for the chosen
+        method, preset and options, in the mode the engine gives the chosen layer."""
+        method, preset = self.method_combo.value, self.preset_combo.value or None
+        if not method:
+            return None
+        try:
+            layer = self._layer()
+            planes = Layout.of(layer_data(layer).shape, layer_axes(layer)).n_planes
+        except DenoiseError:  # no layer (yet): as for one 2-D image
+            planes = 1
+        for options in (self.options, {}):  # options it does not take: the run will say so
+            try:
+                s = RunSettings(method=method, preset=preset, options=options)
+            except DenoiseError:  # also a preset of the previous method, while it changes
+                continue
+            return default_tile(method, s.preset, s.options, default_mode(s, planes))
+        return None
 
     def set_layer(self, name: str) -> None:
         """Select the input layer by name (for scripts and tests)."""
@@ -220,15 +251,12 @@ class DenoiseWidget(QWidget):
             raise DenoiseError("choose an image layer")
         return self.viewer.layers[name]
 
-    def _settings(self) -> dict[str, Any]:
+    def _run_settings(self, **fields) -> RunSettings:
+        """The settings of the controls, with ``fields`` (axes, scale, options)."""
         device = self.device_combo.value
-        return {
-            "method": self.method_combo.value,
-            "preset": self.preset_combo.value,
-            "device": None if device == "auto" else device,
-            "tile": int(self.tile_spin.value),
-            "seed": int(self.seed_spin.value),
-        }
+        return RunSettings(method=self.method_combo.value, preset=self.preset_combo.value,
+                           device=None if device == "auto" else device, tile=self.tile,
+                           seed=int(self.seed_spin.value), **fields)
 
     # ------------------------------------------------------------------ actions
     def run(self) -> None:
@@ -237,25 +265,19 @@ class DenoiseWidget(QWidget):
             return
         try:
             layer = self._layer()
-            data = layer.data[0] if layer.multiscale else layer.data  # never np.asarray
-            axes = layer_axes(layer)
-            scale = [float(s) for s in layer.scale] + ([1.0] if layer.rgb else [])
-            output = None
-            if int(np.prod(data.shape, dtype=np.float64)) > MEMORY_LIMIT_VOXELS:
-                folder = tempfile.mkdtemp(prefix="masked-denoise-")
-                _TEMP_FOLDERS.add(folder)
-                self._temp_folder = folder
-                output = os.path.join(folder, f"{_safe_name(layer.name)}.zarr")
+            data = layer_data(layer)  # never np.asarray
             options = dict(self.options)
             if self._mask_supported and self.mask_check.value:
                 options.setdefault("mask_layer", True)
-            kwargs = dict(self._settings(), axes=axes, scale=scale, options=options)
+            settings = self._run_settings(axes=layer_axes(layer), scale=layer_scale(layer),
+                                          options=options)
         except (DenoiseError, ValueError) as exc:
             self._report_error(exc)
-            _remove_temp(self._temp_folder)
-            self._temp_folder = None
             return
-        gen = denoise_iter(data, output, **kwargs)
+        output = None
+        if int(np.prod(data.shape, dtype=np.float64)) > MEMORY_LIMIT_VOXELS:
+            self._temp_folder, output = new_temp_store(layer.name)
+        gen = denoise_iter(data, output, settings)
         self._start(gen, lambda res: self._add_results(layer, res), "denoising")
 
     def preview(self) -> None:
@@ -264,17 +286,17 @@ class DenoiseWidget(QWidget):
             return
         try:
             layer = self._layer()
-            data = layer.data[0] if layer.multiscale else layer.data
+            data = layer_data(layer)
             axes = layer_axes(layer)
             n_lead = len(axes) - (3 if layer.rgb else 2)
-            index = self._current_index(layer, n_lead, data.shape)
+            index = current_index(self.viewer, layer, n_lead, data.shape)
             plane = data[index]  # one 2-D plane (YXC for RGB); small, safe to read
             options = {**get_method(self.method_combo.value).preview_options, **self.options}
-            kwargs = dict(self._settings(), axes=axes[n_lead:], options=options)
+            settings = self._run_settings(axes=axes[n_lead:], options=options)
         except (DenoiseError, ValueError, IndexError) as exc:
             self._report_error(exc)
             return
-        gen = denoise_iter(plane, None, **kwargs)
+        gen = denoise_iter(plane, None, settings)
         self._start(gen, lambda res: self._show_preview(layer, index, res), "previewing")
 
     def cancel(self) -> None:
@@ -340,7 +362,7 @@ class DenoiseWidget(QWidget):
             gen.close()  # a cancelled run: the store stays marked incomplete
         folder, self._temp_folder = self._temp_folder, None
         if folder and not self._shown:  # cancelled or failed: nothing reads the temporary store
-            _remove_temp(folder)
+            remove_temp(folder)
         self._close_pbar()
         self._set_buttons(running=False)
         if self._cancelled:
@@ -363,91 +385,15 @@ class DenoiseWidget(QWidget):
         show_error(f"Masked denoise: {msg}")
 
     # ------------------------------------------------------------------ results
-    def _current_index(self, layer: Image, n_lead: int, shape) -> tuple:
-        """Index of the plane on screen along the layer's leading (non-YX) axes."""
-        if n_lead == 0:
-            return ()
-        try:  # world position -> data index (handles scale and translate)
-            pos = layer.world_to_data(self.viewer.dims.point)
-            lead = [int(round(float(v))) for v in list(pos)[:n_lead]]
-        except Exception:  # fall back to the viewer's step, trailing dims aligned
-            step = list(self.viewer.dims.current_step)
-            lead = [int(v) for v in step[len(step) - layer.ndim :][:n_lead]]
-        return tuple(int(np.clip(v, 0, shape[i] - 1)) for i, v in enumerate(lead))
-
     def _add_results(self, layer: Image, res: StoreResult) -> None:
         self.last_result = res
         self._shown = True
         if self._temp_folder:
-            self._watch_temp(self._temp_folder)
-        in_memory = res.path is None
-        den = np.asarray(res.denoised[...]) if in_memory else res.denoised
-        nmap = np.asarray(res.noise_map[...]) if in_memory else res.noise_map
-        meta = {
-            "sigma": res.sigma, "seconds": res.seconds, "method": res.method,
-            "preset": res.preset, "mode": res.mode, "axes": res.axes, "store": res.path,
-            "source": layer.name, "method_report": res.info.get("method_report", {}),
-        }
-        common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
-        self.viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
-        if not layer.rgb:
-            common["colormap"] = "magma"
-        self.viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
-        if not layer.rgb:
-            common["colormap"] = "gray"
-        for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
-            data = np.asarray(arr[...]) if in_memory else arr
-            self.viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
-                                  opacity=0.5, blending="additive", **common)
-        self.status.value = f"done: {_choice(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s"
-
-    def _watch_temp(self, folder: str) -> None:
-        """Delete the temporary store once no layer of the viewer reads from it."""
-        def reads(lay) -> bool:
-            store = lay.metadata.get("store")
-            return bool(store) and os.path.dirname(str(store)) == folder
-
-        def on_removed(event=None) -> None:
-            if folder not in _TEMP_FOLDERS:
-                self.viewer.layers.events.removed.disconnect(on_removed)
-            elif not any(reads(lay) for lay in self.viewer.layers):
-                self.viewer.layers.events.removed.disconnect(on_removed)
-                _remove_temp(folder)
-
-        self.viewer.layers.events.removed.connect(on_removed)
+            watch_temp(self.viewer, self._temp_folder)
+        add_result_layers(self.viewer, layer, res)
+        self.status.value = status_text(res)
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
         self.last_result = res
-        plane = np.asarray(res.denoised[...])
-        n_lead = len(index)
-        data = plane.reshape((1,) * n_lead + plane.shape)  # keep the layer's ndim
-        scale = np.asarray(layer.scale, dtype=float)
-        translate = np.asarray(layer.translate, dtype=float).copy()
-        translate[:n_lead] += np.asarray(index, dtype=float) * scale[:n_lead]
-        name = f"{layer.name} preview"
-        meta = {
-            "sigma": res.sigma, "seconds": res.seconds, "index": list(index), "source": layer.name
-        }
-        if name in self.viewer.layers and self.viewer.layers[name].rgb == layer.rgb:
-            prev = self.viewer.layers[name]
-            prev.data = data
-            prev.scale, prev.translate = scale, translate
-            prev.metadata = meta
-            prev.reset_contrast_limits()
-        else:
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-            self.viewer.add_image(
-                data, name=name, scale=scale, translate=translate, rgb=layer.rgb, metadata=meta
-            )
-        self.status.value = f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
-
-
-def _choice(res: StoreResult) -> str:
-    """``auto``'s choice and estimated gain, for the status line ('' for other methods)."""
-    rep = res.info.get("method_report") or {}
-    if not rep.get("choice"):
-        return ""
-    gain = rep.get("estimated_gain_db")
-    est = f", est. {gain:+.1f} dB" if gain is not None and np.isfinite(gain) else ""
-    return f"auto chose {rep['choice']}{est}; "
+        show_preview_layer(self.viewer, layer, index, res)
+        self.status.value = status_text(res, preview=True)

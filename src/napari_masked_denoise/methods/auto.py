@@ -52,7 +52,7 @@ from ..noise.holdout import FILLS, HOLDOUT_FRAC
 from .base import Method, Preset, Processed
 from .options import integer, number, one_of
 
-__all__ = ["Auto", "default_candidates", "describe_report"]
+__all__ = ["Auto", "default_candidates"]
 
 _FAST = ("wavelet", "tv:fixed", "tv:calibrated", "nlm", "bm3d", "ttt-mim:no-adapt", "meta-tta:no-adapt")
 _QUALITY = _FAST + ("ttt-mim:fast", "zero-shot:fast", "zero-shot:real-fast")
@@ -287,45 +287,3 @@ def _public(score: dict) -> dict:
         out["skipped"] = score["skipped"]
     return out
 
-
-def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
-    """Lines for a user: ``auto``'s choice, estimates and candidates ranked by their
-    estimated error, and zero-shot filling's held-out stopping point."""
-    from ..noise.levels import CORRELATED
-    from ..noise.sure import IMPULSE_SHARE
-
-    lines = []
-    if report.get("stopped_at"):
-        it = report["stopped_at"]
-        lines.append(f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) of {len(it)} "
-                     "tile(s), where the held-out loss was lowest")
-    if not report.get("choice"):
-        return lines
-    span = float(intensity_range[1] - intensity_range[0])
-    sure = report.get("score") == "sure"
-    how = "SURE" if sure else "held-out pixels"
-    why = f", {report['score_reason']}" if report.get("score_reason") else ""
-    lines.append(f"chose    {report['choice']} (lowest estimated error of {len(report['scores'])} candidates, "
-                 f"by {how}{why})")
-    corr = report.get("noise_correlation")
-    impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
-    if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
-        lines.append(f"warning  the noise looks spatially correlated (lag-2/lag-1 ratio {corr:.2f}): the error "
-                     "estimates, and so the choice, are unreliable (benchmarks/RESULTS.md)")
-    mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
-    if mse is not None and gain is not None and np.isfinite(gain):
-        lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
-                     f"PSNR gain {gain:+.1f} dB over the input ({how}; noise sigma "
-                     f"{report['noise_sigma'] * span:.4g})")
-    ranked = sorted(report["scores"].items(),
-                    key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0))
-    best = ranked[0][1]["loss"]
-    for spec, sc in ranked:
-        if sc.get("loss") is None:
-            lines.append(f"    {spec:24s} skipped ({sc.get('skipped', 'failed')})")
-        elif sure:
-            lines.append(f"    {spec:24s} est. rms error {math.sqrt(max(sc['loss'], 0.0)) * span:9.4g}  "
-                         f"{sc['seconds']:7.2f} s")
-        else:
-            lines.append(f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  {sc['seconds']:7.2f} s")
-    return lines

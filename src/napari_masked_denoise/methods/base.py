@@ -147,14 +147,37 @@ class Method:
 
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
-        """Whether ``per-tile`` mode adapts anything to each tile with these (merged)
-        options. If not, ``per-tile`` and ``once`` give the same result and the engine
-        runs a single 2-D image in ``once`` mode too."""
+        """Whether ``per-tile`` mode adapts anything to each tile.
+
+        Parameters
+        ----------
+        options : dict
+            Merged options (:meth:`merged_options`).
+
+        Returns
+        -------
+        bool
+            If not, ``per-tile`` and ``once`` give the same result and the engine runs
+            a single 2-D image in ``once`` mode too.
+        """
         return True
 
     @classmethod
     def merged_options(cls, preset: str, options: dict | None = None) -> dict:
-        """Defaults, then the preset's options (when the preset exists), then ``options``."""
+        """The options a method runs with.
+
+        Parameters
+        ----------
+        preset : str
+            A preset name; an unknown one contributes nothing.
+        options : dict, optional
+            The user's options.
+
+        Returns
+        -------
+        dict
+            The defaults, then the preset's options, then ``options``.
+        """
         known = cls.presets.get(preset)
         return {**cls.defaults, **(known.options if known else {}), **(options or {})}
 
@@ -289,10 +312,24 @@ class Method:
 
     # -- adapted state, saved in the output store so a resumed run continues exactly --
     def state_bytes(self) -> bytes:
+        """The adapted state (after :meth:`adapt`), as bytes the store keeps.
+
+        Returns
+        -------
+        bytes
+            Empty for a method with nothing adapted; read back by :meth:`load_state_bytes`
+            in a resumed run and in cluster workers.
+        """
         return b""
 
     def load_state_bytes(self, data: bytes) -> None:
-        pass
+        """Restore the state :meth:`state_bytes` gave (instead of adapting again).
+
+        Parameters
+        ----------
+        data : bytes
+            What :meth:`state_bytes` returned; loaded without running code from it.
+        """
 
     @staticmethod
     def _torch_bytes(state: dict) -> bytes:

@@ -21,8 +21,10 @@ import torch.nn.functional as F
 
 from ..core.masks import Coords, uniform
 from ..nets import receptive_radius as _radius
+from ..nets.filling import fill, fill_passes, rotating_drops
 from ..nets.unet import UNet
 from .options import integer, number, one_of
+from ._optim import Adam
 from .base import Method, Preset, Processed
 
 __all__ = ["ZeroShotFilling", "receptive_radius"]
@@ -136,7 +138,7 @@ class ZeroShotFilling(Method):
         is 1 are never shown to the network and never a training target."""
         o = self.options
         total, beta = int(o["iterations"]), float(o["beta"])
-        opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]))
+        opt = Adam(self.net.parameters(), lr=float(o["lr"]))
         ema = x.clone() if keep_ema else None
         self.net.train()
         for t in range(total):
@@ -200,19 +202,11 @@ class ZeroShotFilling(Method):
     @torch.inference_mode()
     def _fill(self, x: torch.Tensor, coords: Coords) -> torch.Tensor:
         p = float(self.options["mask_ratio"])
-        passes = max(int(self.options["fill_passes"]), int(np.ceil(1.0 / p)))
         u = uniform(self.seed, _FILL_DRAW, coords, x.shape[-2:], self.device)
-        acc = torch.zeros_like(x)
-        cnt = torch.zeros_like(x)
         self.net.eval()
-        for k in range(passes):
-            # rotating the uniforms by p per pass drops every pixel at least once
-            drop = (torch.frac(u + k * p) < p).to(x.dtype)
-            keep = 1.0 - drop
-            pred = self.net(torch.cat([x * keep, keep], 1))
-            acc += pred * drop
-            cnt += drop
-        return acc / cnt.clamp_min(1.0)
+        # rotating the uniforms by p per pass drops every pixel at least once
+        return fill(self.net, x, rotating_drops(u, p, x.dtype),
+                    fill_passes(p, int(self.options["fill_passes"])))
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes(self.net.state_dict())

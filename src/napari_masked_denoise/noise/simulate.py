@@ -13,16 +13,28 @@ call per training crop gives a different noise each time.
   demosaicing, interpolation and CT reconstruction make it), :func:`row_column` (per-row
   and per-column offsets of line-scanning and CMOS read-out), :func:`ct` (the streaky,
   high-pass noise of filtered back-projection from a low-dose scan), combined by
-  :func:`realistic`.
+  :func:`realistic`;
+- :func:`poisson`, :func:`impulse`, :func:`filtered_gaussian`: noises of a fixed level,
+  for validation sets, benchmarks and the bundled samples; :func:`lowdose_sinogram`:
+  photon noise on a CT sinogram.
+
+:data:`RECIPES` names the noises the package uses (``"g15"``, ``"poisson30"``,
+``"classic"``, ``"realistic"``...): training, its validation sets, the sample data and the
+benchmarks all draw their noise from it, so a name means one noise everywhere.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
     "gaussian", "speckle", "salt_and_pepper", "classic_mix",
     "poisson_gaussian", "correlated", "row_column", "ct", "realistic",
+    "poisson", "impulse", "filtered_gaussian", "lowdose_sinogram",
+    "Recipe", "RECIPES", "recipe",
 ]
 
 
@@ -38,10 +50,16 @@ def _blurred(n: np.ndarray, width: float, std: float) -> np.ndarray:
     return n * (std / max(float(n.std()), 1e-12))
 
 
-def gaussian(x, rng: np.random.Generator, sigma: float | None = None) -> np.ndarray:
-    """Additive white Gaussian noise; ``sigma`` drawn from [5, 50] / 255."""
+def gaussian(x, rng: np.random.Generator, sigma: float | None = None, *,
+             round_noise: bool = False) -> np.ndarray:
+    """Additive white Gaussian noise; ``sigma`` drawn from [5, 50] / 255.
+
+    With ``round_noise`` the noise is rounded to float32 before it is added (as the
+    training code adds float32 tensors); otherwise the sum is rounded once.
+    """
     s = rng.uniform(5, 50) / 255 if sigma is None else float(sigma)
-    return (_f32(x) + rng.normal(0, s, np.shape(x))).astype(np.float32)
+    n = rng.normal(0, s, np.shape(x))
+    return (_f32(x) + (n.astype(np.float32) if round_noise else n)).astype(np.float32)
 
 
 def speckle(x, rng: np.random.Generator, sigma: float | None = None) -> np.ndarray:
@@ -166,3 +184,138 @@ def realistic(x, rng: np.random.Generator, offset: float | None = None,
     if rng.random() < 0.5:
         y = row_column(y, rng)
     return y.astype(np.float32)
+
+
+# ------------------------------------------------------------------ fixed-level noises
+def poisson(x, rng: np.random.Generator, peak: float, read: float | None = None, *,
+            float64: bool = False) -> np.ndarray:
+    """Shot noise at ``peak`` photons at intensity 1: ``Poisson(peak * x) / peak``.
+
+    Parameters
+    ----------
+    x : array_like
+        Clean image(s); negative values count as zero photons.
+    rng : numpy.random.Generator
+        Source of randomness.
+    peak : float
+        Expected photons at intensity 1; lower is noisier.
+    read : float, optional
+        Standard deviation of Gaussian read noise added after the shot noise (none, and
+        no draw for it, when not given).
+    float64 : bool
+        Compute the photon rates in float64; by default in the precision of ``x``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The noisy image, float32.
+    """
+    a = np.asarray(x, dtype=np.float64) if float64 else np.asarray(x)
+    lam = np.clip(a, 0, None) * float(peak)
+    y = rng.poisson(lam) / float(peak)
+    if read is not None:
+        y = y + rng.normal(0.0, float(read), lam.shape)
+    return y.astype(np.float32)
+
+
+def impulse(x, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    """Salt and pepper by one uniform draw per pixel: below ``low`` set to 0, above
+    ``high`` set to 1 (``low = 1 - high = 0.025``: 5% of the pixels). :func:`salt_and_pepper`
+    is the training mix's variant, with a random share."""
+    y = _f32(x)
+    u = rng.random(y.shape)
+    y[u < low] = 0.0
+    y[u > high] = 1.0
+    return y
+
+
+def filtered_gaussian(x, rng: np.random.Generator, level: float, kernel: str = "gaussian",
+                      width: float = 1.0) -> np.ndarray:
+    """Spatially correlated noise of standard deviation ``level / 255``: white Gaussian
+    noise filtered in Y and X by a Gaussian of ``width`` pixels (``kernel="gaussian"``)
+    or a ``width``-pixel box (``kernel="box"``), rescaled over the whole array."""
+    from scipy.ndimage import gaussian_filter, uniform_filter
+
+    n = rng.normal(0, 1, np.shape(x))
+    lead = n.ndim - 2
+    if kernel == "box":
+        n = uniform_filter(n, [1] * lead + [int(width)] * 2, mode="wrap")
+    elif kernel == "gaussian":
+        n = gaussian_filter(n, [0.0] * lead + [float(width)] * 2, mode="wrap")
+    else:
+        raise ValueError(f"kernel must be 'gaussian' or 'box', got {kernel!r}")
+    return (_f32(x) + n / n.std() * level / 255).astype(np.float32)
+
+
+def lowdose_sinogram(p: np.ndarray, rng: np.random.Generator, i0: float, mu: float) -> np.ndarray:
+    """Photon noise on a CT sinogram ``p`` (line integrals): Beer-Lambert counts
+    ``I0 * exp(-mu * p)`` with Poisson noise, back to line integrals
+    ``-log(max(counts, 1) / I0) / mu`` (float64)."""
+    counts = rng.poisson(float(i0) * np.exp(-mu * p))
+    return -np.log(np.maximum(counts, 1) / float(i0)) / mu
+
+
+# ---------------------------------------------------------------------- the recipes
+@dataclass(frozen=True)
+class Recipe:
+    """A named noise: ``model(clean, rng, **params)``.
+
+    Calling a recipe applies it; keyword arguments override its parameters for that
+    call (``RECIPES["pg30"](x, rng, peak=10)``).
+    """
+
+    model: Callable[..., np.ndarray]
+    params: Mapping[str, object] = field(default_factory=dict)
+    about: str = ""
+
+    def __call__(self, clean, rng: np.random.Generator, **overrides) -> np.ndarray:
+        return self.model(clean, rng, **{**self.params, **overrides})
+
+
+def _g(level: int, about: str) -> Recipe:
+    return Recipe(gaussian, {"sigma": level / 255}, f"Gaussian, sigma {level}/255; {about}")
+
+
+RECIPES: dict[str, Recipe] = {
+    "g15": _g(15, "the masked transformer's training noise; quality benchmark"),
+    "g25": _g(25, "quality benchmark"),
+    "g35": _g(35, "masked-transformer validation"),
+    "g50": _g(50, "quality benchmark"),
+    "g25-f32": Recipe(gaussian, {"sigma": 25 / 255, "round_noise": True},
+                      "Gaussian, sigma 25/255, noise rounded to float32: every trainer's "
+                      "held-out validation crops"),
+    "poisson20": Recipe(poisson, {"peak": 20.0}, "Poisson, 20 photons at 1: masked-transformer "
+                        "validation"),
+    "poisson30": Recipe(poisson, {"peak": 30.0}, "Poisson, 30 photons at 1: quality benchmark, "
+                        "TTT-MIM validation"),
+    "pg30": Recipe(poisson, {"peak": 30.0, "read": 0.02, "float64": True},
+                   "Poisson, 30 photons at 1, plus Gaussian read noise 0.02 (rates in float64): "
+                   "the bundled fluorescence samples"),
+    "speckle20": Recipe(speckle, {"sigma": 0.2}, "x + x * n, n of std 0.2: quality benchmark"),
+    "speckle25": Recipe(speckle, {"sigma": 0.25}, "x + x * n, n of std 0.25: masked-transformer "
+                        "validation"),
+    "sp3": Recipe(impulse, {"low": 0.015, "high": 0.985}, "salt and pepper on 3% of the pixels: "
+                  "masked-transformer validation"),
+    "sp5": Recipe(impulse, {"low": 0.025, "high": 0.975}, "salt and pepper on 5% of the pixels: "
+                  "quality benchmark"),
+    "corr20": Recipe(filtered_gaussian, {"level": 20, "kernel": "gaussian", "width": 1.0},
+                     "white noise blurred by a Gaussian of 1 pixel, std 20/255: "
+                     "masked-transformer validation"),
+    "corr25-box3": Recipe(filtered_gaussian, {"level": 25, "kernel": "box", "width": 3},
+                          "white noise filtered by a 3x3 box, std 25/255: quality benchmark"),
+    "classic": Recipe(classic_mix, {}, "the classic mix (Gaussian, speckle, salt and pepper), "
+                      "random levels: meta-TTA stage 1"),
+    "realistic": Recipe(realistic, {"offset": None, "ct_share": 0.0},
+                        "Poisson-Gaussian with offset, correlation and row/column offsets, or "
+                        "low-dose CT noise at ct_share, random levels: meta-TTA stage 2"),
+    "ct": Recipe(ct, {}, "low-dose CT noise (filtered back-projection), random level"),
+}
+"""The named noises; see :class:`Recipe`."""
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name``; :class:`ValueError` naming the known ones otherwise."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"no noise recipe {name!r}; known: {', '.join(RECIPES)}") from None

@@ -1,0 +1,134 @@
+"""napari layers in and out: what the engine gets from an image layer, and the layers
+its results become."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image
+
+from ..core.axes import DenoiseError
+from ..engine import StoreResult
+
+__all__ = ["layer_axes", "layer_data", "layer_scale", "current_index", "add_result_layers",
+           "show_preview_layer"]
+
+
+def layer_data(layer: Image):
+    """The array the engine denoises: ``layer.data`` (level 0 if multiscale), never
+    converted to numpy (it may be a lazy dask or zarr array)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def layer_axes(layer: Image) -> str:
+    """The axes string the engine gets for ``layer.data`` (level 0 if multiscale).
+
+    Parameters
+    ----------
+    layer : napari.layers.Image
+        The input layer.
+
+    Returns
+    -------
+    str
+        ``"YX"``, ``"ZYX"``, ``"TZYX"``, ``"TCZYX"``; for RGB(A) layers the same with a
+        trailing ``"C"`` (``"YXC"``, ``"ZYXC"``, ...).
+
+    Raises
+    ------
+    DenoiseError
+        When the layer has more leading axes than the letters T, C, Z can name.
+    """
+    ndim = len(layer_data(layer).shape)
+    lead = ndim - (3 if layer.rgb else 2)
+    letters = {0: "", 1: "Z", 2: "TZ"} if layer.rgb else {0: "", 1: "Z", 2: "TZ", 3: "TCZ"}
+    if lead not in letters:
+        raise DenoiseError(f"cannot denoise a {ndim}-D {'RGB ' if layer.rgb else ''}layer")
+    return letters[lead] + ("YXC" if layer.rgb else "YX")
+
+
+def layer_scale(layer: Image) -> list[float]:
+    """The pixel size per axis of :func:`layer_axes` (1 for the colour axis)."""
+    return [float(s) for s in layer.scale] + ([1.0] if layer.rgb else [])
+
+
+def current_index(viewer, layer: Image, n_lead: int, shape) -> tuple:
+    """Index of the plane on screen along the layer's ``n_lead`` leading (non-YX) axes."""
+    if n_lead == 0:
+        return ()
+    try:  # world position -> data index (handles scale and translate)
+        pos = layer.world_to_data(viewer.dims.point)
+        lead = [int(round(float(v))) for v in list(pos)[:n_lead]]
+    except Exception:  # fall back to the viewer's step, trailing dims aligned
+        step = list(viewer.dims.current_step)
+        lead = [int(v) for v in step[len(step) - layer.ndim :][:n_lead]]
+    return tuple(int(np.clip(v, 0, shape[i] - 1)) for i, v in enumerate(lead))
+
+
+def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
+    """Add a run's results as layers ``<name> denoised``, ``<name> noise map`` and one per
+    extra output, over ``layer`` (its scale and translate), lazily when on disk.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the layers go.
+    layer : napari.layers.Image
+        The input layer.
+    res : StoreResult
+        What the run wrote; the layers' metadata get its sigma, time, method and store.
+    """
+    in_memory = res.path is None
+    den = np.asarray(res.denoised[...]) if in_memory else res.denoised
+    nmap = np.asarray(res.noise_map[...]) if in_memory else res.noise_map
+    meta = {
+        "sigma": res.sigma, "seconds": res.seconds, "method": res.method,
+        "preset": res.preset, "mode": res.mode, "axes": res.axes, "store": res.path,
+        "source": layer.name, "method_report": res.info.get("method_report", {}),
+    }
+    common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
+    viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
+    if not layer.rgb:
+        common["colormap"] = "magma"
+    viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
+    if not layer.rgb:
+        common["colormap"] = "gray"
+    for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
+        data = np.asarray(arr[...]) if in_memory else arr
+        viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
+                         opacity=0.5, blending="additive", **common)
+
+
+def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> None:
+    """Show a preview of one plane as the layer ``<name> preview``, placed at ``index``
+    over ``layer``; an existing preview layer is updated in place.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the layer goes.
+    layer : napari.layers.Image
+        The input layer.
+    index : tuple of int
+        The plane's index along the layer's leading axes.
+    res : StoreResult
+        What the preview wrote (in memory).
+    """
+    plane = np.asarray(res.denoised[...])
+    n_lead = len(index)
+    data = plane.reshape((1,) * n_lead + plane.shape)  # keep the layer's ndim
+    scale = np.asarray(layer.scale, dtype=float)
+    translate = np.asarray(layer.translate, dtype=float).copy()
+    translate[:n_lead] += np.asarray(index, dtype=float) * scale[:n_lead]
+    name = f"{layer.name} preview"
+    meta = {"sigma": res.sigma, "seconds": res.seconds, "index": list(index), "source": layer.name}
+    if name in viewer.layers and viewer.layers[name].rgb == layer.rgb:
+        prev = viewer.layers[name]
+        prev.data = data
+        prev.scale, prev.translate = scale, translate
+        prev.metadata = meta
+        prev.reset_contrast_limits()
+    else:
+        if name in viewer.layers:
+            viewer.layers.remove(name)
+        viewer.add_image(data, name=name, scale=scale, translate=translate, rgb=layer.rgb,
+                         metadata=meta)

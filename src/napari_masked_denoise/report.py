@@ -1,0 +1,155 @@
+"""A run's report as text for users: the CLI's summary and the widget's status line.
+
+The engine and the methods return numbers and dicts
+(:class:`~napari_masked_denoise.engine.StoreResult`, its ``info["method_report"]``);
+this module is the one place that turns them into words, for both front ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .noise.levels import CORRELATED
+from .noise.sure import IMPULSE_SHARE
+
+__all__ = ["describe_report", "run_summary", "choice_text", "status_text"]
+
+
+def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
+    """Lines for a user about what a method reported.
+
+    Parameters
+    ----------
+    report : dict
+        A run's ``info["method_report"]``: ``auto``'s choice, estimates and candidates,
+        zero-shot filling's held-out stopping points (``stopped_at``).
+    intensity_range : tuple of float
+        The input's intensity range the engine normalised by (``info["intensity_range"]``);
+        the report's errors, in normalised units, are given in input units.
+
+    Returns
+    -------
+    list of str
+        ``auto``'s choice, estimates and candidates ranked by their estimated error, and
+        zero-shot filling's held-out stopping point; empty when there is nothing to say.
+    """
+    lines = []
+    if report.get("stopped_at"):
+        it = report["stopped_at"]
+        lines.append(f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) "
+                     f"of {len(it)} tile(s), where the held-out loss was lowest")
+    if not report.get("choice"):
+        return lines
+    span = float(intensity_range[1] - intensity_range[0])
+    sure = report.get("score") == "sure"
+    how = "SURE" if sure else "held-out pixels"
+    why = f", {report['score_reason']}" if report.get("score_reason") else ""
+    lines.append(f"chose    {report['choice']} (lowest estimated error of "
+                 f"{len(report['scores'])} candidates, by {how}{why})")
+    corr = report.get("noise_correlation")
+    impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
+    if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
+        lines.append("warning  the noise looks spatially correlated "
+                     f"(lag-2/lag-1 ratio {corr:.2f}): the error estimates, and so the choice, "
+                     "are unreliable (benchmarks/RESULTS.md)")
+    mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
+    if mse is not None and gain is not None and np.isfinite(gain):
+        lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
+                     f"PSNR gain {gain:+.1f} dB over the input ({how}; noise sigma "
+                     f"{report['noise_sigma'] * span:.4g})")
+    return lines + _ranked(report["scores"], sure, span)
+
+
+def _ranked(scores: dict, sure: bool, span: float) -> list[str]:
+    """One line per candidate, the lowest estimated error first."""
+    lines = []
+    ranked = sorted(scores.items(),
+                    key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0))
+    best = ranked[0][1]["loss"]
+    for spec, sc in ranked:
+        if sc.get("loss") is None:
+            lines.append(f"    {spec:24s} skipped ({sc.get('skipped', 'failed')})")
+        elif sure:
+            rms = math.sqrt(max(sc["loss"], 0.0)) * span
+            lines.append(f"    {spec:24s} est. rms error {rms:9.4g}  {sc['seconds']:7.2f} s")
+        else:
+            lines.append(f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  "
+                         f"{sc['seconds']:7.2f} s")
+    return lines
+
+
+def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[str]:
+    """The CLI's summary of a finished run, one string per printed line.
+
+    Parameters
+    ----------
+    res : StoreResult
+        What the run wrote.
+    input_path : str or path
+        The input, as the summary names it.
+    seconds : float
+        Wall time of the run as the user saw it (throughput is computed from it).
+    axes_note : str
+        Appended to the axes, e.g. ``" (guessed; pass --axes to set)"``.
+
+    Returns
+    -------
+    list of str
+        The ``input``, ``method``, ``time``, ``sigma`` and ``output`` lines, then
+        :func:`describe_report`'s.
+    """
+    mvox = res.voxels / 1e6
+    cluster = res.info.get("cluster")
+    where = res.info["device"] if cluster is None else f"cluster {cluster}"
+    return [
+        f"input    {input_path}  shape {tuple(res.denoised.shape)}  axes {res.axes}{axes_note}",
+        f"method   {res.method} / {res.preset} ({res.mode} mode, {where}, "
+        f"{res.info['tiles']} tiles, {res.info['tiling']})",
+        f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)",
+        f"sigma    {res.sigma:.6g} (robust noise estimate, input units)",
+        f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})",
+        *describe_report(res.info.get("method_report", {}), res.info["intensity_range"]),
+    ]
+
+
+def choice_text(res) -> str:
+    """``auto``'s choice and estimated gain, to lead a status line.
+
+    Parameters
+    ----------
+    res : StoreResult
+        What the run wrote.
+
+    Returns
+    -------
+    str
+        e.g. ``"auto chose tv:fixed, est. +6.2 dB; "``; ``""`` for other methods.
+    """
+    rep = res.info.get("method_report") or {}
+    if not rep.get("choice"):
+        return ""
+    gain = rep.get("estimated_gain_db")
+    est = f", est. {gain:+.1f} dB" if gain is not None and np.isfinite(gain) else ""
+    return f"auto chose {rep['choice']}{est}; "
+
+
+def status_text(res, preview: bool = False) -> str:
+    """The widget's one-line status after a run (or a preview) finished.
+
+    Parameters
+    ----------
+    res : StoreResult
+        What the run wrote.
+    preview : bool
+        Whether it was a preview of one slice (no choice is reported).
+
+    Returns
+    -------
+    str
+        ``"done: <choice>sigma S, T s"`` or ``"preview: sigma S, T s"``.
+    """
+    if preview:
+        return f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
+    return f"done: {choice_text(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s"

@@ -1,0 +1,267 @@
+"""The training loop every trainer shares: its settings, the loop, the saved weights.
+
+:class:`TrainConfig` holds the settings all trainers have (each trainer's config adds its
+own fields and defaults); :func:`fit` runs the optimiser on random crops with a cosine
+learning-rate schedule on the nearer of the iteration and time budgets, validating now
+and then; :func:`save` writes the weights and their manifest entry (sha256, command,
+data, validation, machine). torch is imported only when a function runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import random_crops
+
+__all__ = ["TrainConfig", "setup", "fit", "save", "schedule", "parameters"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings every trainer shares; each trainer's config sets its own defaults.
+
+    Parameters
+    ----------
+    data : tuple of str
+        Folders of clean training images (every 20th file held out for validation).
+    output : str
+        Weights file to write (``.pt``); the manifest entry goes beside it (``.json``).
+    """
+
+    data: tuple[str, ...]
+    output: str
+    mask_ratio: tuple[float, float] = (0.3, 0.3)
+    """Share of pixels (or patches) masked, drawn per crop from ``[lo, hi]``."""
+    iterations: int = 8000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 2e-3
+    clip: float = 0.01
+    """Gradient-norm clip (0: none)."""
+    widths: tuple[int, ...] = (16, 32, 64)
+    """The network's widths, as its class reads them."""
+    seed: int = 0
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+    skimage: bool = True
+    """Add scikit-image's bundled images to the training images."""
+    val_every: int = 500
+    val_images: int = 20
+    log: str | None = None
+    """Append the validation rows (JSON lines) here."""
+    max_seconds: float | None = None
+    """Training-time budget: the run ends at ``iterations`` or here, whichever comes first,
+    and the cosine decay follows whichever budget is nearer its end."""
+    constant_lr: bool = False
+    """Hold the learning rate constant (architecture pilots that stop on a time budget)."""
+
+
+def setup(cfg: TrainConfig) -> None:
+    """Prepare torch for a run: before the network is built, so that its start is seeded.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        ``cfg.threads`` (torch CPU threads, when set) and ``cfg.seed`` (torch's seed).
+    """
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+
+
+def schedule(cfg: TrainConfig) -> str:
+    """The learning-rate schedule, as the manifest names it.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The run's settings.
+
+    Returns
+    -------
+    str
+        ``"constant"`` with ``cfg.constant_lr``, else ``"cosine decay"``.
+    """
+    return "constant" if cfg.constant_lr else "cosine decay"
+
+
+def parameters(net) -> int:
+    """The number of parameters of a network.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    int
+        The sum of the element counts of its parameters.
+    """
+    return sum(p.numel() for p in net.parameters())
+
+
+def _lr_setter(cfg: TrainConfig, opt) -> Callable[[int, float], float]:
+    """``set_lr(iteration, train_time)``: the cosine factor on the nearer budget applied to
+    every parameter group's own base rate; returns ``cfg.lr`` times the factor."""
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    def set_lr(it: int, train_time: float) -> float:
+        done = it / cfg.iterations
+        if cfg.max_seconds:
+            done = max(done, train_time / cfg.max_seconds)
+        factor = 1.0 if cfg.constant_lr else 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * factor
+        return cfg.lr * factor
+
+    return set_lr
+
+
+def fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress,
+        after_step=None) -> tuple[list[dict], float]:
+    """Train ``net`` on random crops of ``train``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Iterations, time budget, batch, crop, learning rate and schedule, clip, seed,
+        validation interval, log and output (a ``.partial.pt`` checkpoint beside it at
+        every validation, removed at the end).
+    net : torch.nn.Module
+        The network, trained in place.
+    opt : torch.optim.Optimizer
+        Its optimiser; the schedule scales each parameter group's own rate.
+    train : list of numpy.ndarray
+        Training images.
+    batch_loss : callable
+        ``batch_loss(net, x, rng, cfg)``: the loss tensor of crops ``x`` (channels last).
+    validate : callable
+        ``validate(net, recent_losses)``: the validation row (a dict).
+    progress : callable
+        Receives every validation row as a JSON string.
+    after_step : callable, optional
+        ``after_step(net, iteration)`` after every optimiser step (a weight average).
+
+    Returns
+    -------
+    history : list of dict
+        The validation rows (iteration, seconds, validation, learning rate).
+    seconds : float
+        Wall time of the whole loop.
+    """
+    import torch
+
+    rng = np.random.default_rng(cfg.seed)
+    if not train:
+        raise ValueError("no training images")
+    set_lr = _lr_setter(cfg, opt)
+    log = open(cfg.log, "a") if cfg.log else None
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.pt")  # survives an interrupted run; not shipped
+    t0 = time.perf_counter()
+    history, recent = [], []
+    train_time = 0.0  # training steps only, without validation
+    net.train()
+    for it in range(1, cfg.iterations + 1):
+        ts = time.perf_counter()
+        lr = set_lr(it - 1, train_time)
+        x = torch.from_numpy(random_crops(rng, train, cfg.batch, cfg.crop))
+        loss = batch_loss(net, x.contiguous(memory_format=torch.channels_last), rng, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+        opt.step()
+        if after_step is not None:
+            after_step(net, it)
+        recent.append(float(loss.detach()))
+        train_time += time.perf_counter() - ts
+        out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
+        if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time:
+            row = {"iteration": it, "seconds": round(time.perf_counter() - t0, 1),
+                   "train_seconds": round(train_time, 1), **validate(net, recent), "lr": lr}
+            recent = []
+            history.append(row)
+            _record(row, progress, log)
+            torch.save(net.state_dict(), partial)
+        if out_of_time:
+            break
+    if log:
+        log.close()
+    partial.unlink(missing_ok=True)
+    return history, time.perf_counter() - t0
+
+
+def _record(row: dict, progress, log) -> None:
+    """A validation row to ``progress`` and, as a JSON line, to the open ``log``."""
+    progress(json.dumps(row))
+    if log:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+
+
+def save(cfg: TrainConfig, net, history: list[dict], seconds: float, sources: list[str],
+         fields: dict) -> dict:
+    """Write the weights (a plain tensor state dict) and the manifest entry beside them.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The run's settings (output, seed, batch, crop, time budget).
+    net : torch.nn.Module
+        The network whose state is saved.
+    history : list of dict
+        The validation rows of :func:`fit`.
+    seconds : float
+        Training wall time.
+    sources : list of str
+        The training data, as :func:`~.data.training_images` describes it.
+    fields : dict
+        The trainer's own entries (method, architecture, noise, optimiser...), placed after
+        ``file`` and ``sha256``.
+
+    Returns
+    -------
+    dict
+        The manifest entry, also written to ``cfg.output`` with suffix ``.json``.
+    """
+    import torch
+
+    out = Path(cfg.output)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    torch.save(state, out)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    cli = Path(sys.argv[0]).name.startswith("masked-denoise")
+    entry = {
+        "file": out.name,
+        "sha256": digest,
+        **fields,
+        "command": " ".join(["masked-denoise"] + sys.argv[1:]) if cli else " ".join(sys.argv),
+        "data": sources,
+        "seed": cfg.seed,
+        "iterations": history[-1]["iteration"] if history else 0,
+        "batch": cfg.batch,
+        "crop": cfg.crop,
+        "max_seconds": cfg.max_seconds,
+        "final_validation": history[-1] if history else None,
+        "train_seconds": round(seconds, 1),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                   f"torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    out.with_suffix(".json").write_text(json.dumps(entry, indent=2) + "\n")
+    return entry
