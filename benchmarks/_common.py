@@ -39,7 +39,10 @@ def update_section(title: str, text: str, path: Path = RESULTS) -> None:
 def classical_peers() -> dict:
     """BM3D (blind sigma), non-local means, TV calibrated by J-invariance and at weight 0.1."""
     from skimage.restoration import (
-        calibrate_denoiser, denoise_nl_means, denoise_tv_chambolle, estimate_sigma,
+        calibrate_denoiser,
+        denoise_nl_means,
+        denoise_tv_chambolle,
+        estimate_sigma,
     )
 
     def bm3d_blind(y):
@@ -49,11 +52,16 @@ def classical_peers() -> dict:
 
     def nlm(y):
         s = estimate_sigma(y)
-        return denoise_nl_means(y, h=0.8 * s, sigma=s, patch_size=5, patch_distance=6, fast_mode=True)
+        return denoise_nl_means(
+            y, h=0.8 * s, sigma=s, patch_size=5, patch_distance=6, fast_mode=True
+        )
 
     def tv_calibrated(y):
-        f = calibrate_denoiser(y, denoise_tv_chambolle,
-                               denoise_parameters={"weight": list(np.geomspace(0.01, 1.0, 12))})
+        f = calibrate_denoiser(
+            y,
+            denoise_tv_chambolle,
+            denoise_parameters={"weight": list(np.geomspace(0.01, 1.0, 12))},
+        )
         return f(y)
 
     return {

@@ -48,7 +48,7 @@ def iteration_seconds(widths, threads: int, n: int = 10) -> float:
     x = torch.rand(1, 1, 256, 256).contiguous(memory_format=torch.channels_last)
     keep = (torch.rand_like(x) > 0.3).float()
     ts = []
-    for i in range(n + 2):
+    for _ in range(n + 2):
         t = time.perf_counter()
         loss = ((net(torch.cat([x * keep, keep], 1)) - x) ** 2 * (1 - keep)).mean()
         opt.zero_grad()
@@ -75,27 +75,49 @@ def main(argv=None) -> int:
         if args.only and name not in args.only.split(","):
             continue
         with tempfile.TemporaryDirectory() as d:
-            cfg = ZeroShotConfig(data=(str(data),), output=str(Path(d) / "w.pt"), widths=widths,
-                                 iterations=10**9, max_seconds=args.seconds, constant_lr=True,
-                                 threads=args.threads, val_every=100, seed=0)
-            e = train_zero_shot(cfg, progress=lambda s: print(name, s, flush=True))
+            cfg = ZeroShotConfig(
+                data=(str(data),),
+                output=str(Path(d) / "w.pt"),
+                widths=widths,
+                iterations=10**9,
+                max_seconds=args.seconds,
+                constant_lr=True,
+                threads=args.threads,
+                val_every=100,
+                seed=0,
+            )
+            e = train_zero_shot(cfg, progress=lambda s, name=name: print(name, s, flush=True))
         it_s = iteration_seconds(widths, args.threads)
         v = e["final_validation"]
-        rows.append((name, e["architecture"]["parameters"], e["iterations"], v["val_masked_psnr"],
-                     v["val_fill_psnr_sigma25"], it_s))
+        rows.append(
+            (
+                name,
+                e["architecture"]["parameters"],
+                e["iterations"],
+                v["val_masked_psnr"],
+                v["val_fill_psnr_sigma25"],
+                it_s,
+            )
+        )
         print(rows[-1], flush=True)
-    lines = ["| network | parameters | training iterations in the budget | held-out masked PSNR dB | "
-             "held-out fill PSNR (sigma 25, no adaptation) dB | s per zero-shot iteration, 256x256 | "
-             "s per image, `fast` (200 it) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| network | parameters | training iterations in the budget | held-out masked PSNR dB | "
+        "held-out fill PSNR (sigma 25, no adaptation) dB | s per zero-shot iteration, 256x256 | "
+        "s per image, `fast` (200 it) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, par, it, rec, fill, s in rows:
-        lines.append(f"| {n} | {par / 1e6:.2f} M | {it} | {rec:.2f} | {fill:.2f} | {s:.3f} | {200 * s:.0f} |")
+        lines.append(
+            f"| {n} | {par / 1e6:.2f} M | {it} | {rec:.2f} | {fill:.2f} | {s:.3f} | {200 * s:.0f} |"
+        )
     text = (
         "## Architecture for zero-shot filling\n\n"
         f"Measured with `python benchmarks/architectures.py {' '.join(argv or sys.argv[1:])}` "
         f"({time.strftime('%Y-%m-%d %H:%M')}); machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {args.threads} torch thread(s). Each network trains for "
         f"{args.seconds:.0f} s of wall time at a constant learning rate with the same data and seed.\n\n"
-        + "\n".join(lines) + "\n"
+        + "\n".join(lines)
+        + "\n"
     )
     print(text)
     if not args.no_results:

@@ -50,8 +50,9 @@ def _noises():
     from ttt_calibrate import NOISES
 
     out = dict(NOISES)
-    out["poisson-gaussian peak 10"] = lambda c, r: r.poisson(np.clip(c, 0, None) * 10.0) / 10.0 + r.normal(
-        0, 0.02, c.shape)
+    out["poisson-gaussian peak 10"] = lambda c, r: (
+        r.poisson(np.clip(c, 0, None) * 10.0) / 10.0 + r.normal(0, 0.02, c.shape)
+    )
     return out
 
 
@@ -60,8 +61,8 @@ def run(args) -> None:
     from skimage import io
 
     from napari_masked_denoise import denoise
-    from napari_masked_denoise.noise.holdout import hide, holdout_loss, holdout_mask
     from napari_masked_denoise.methods.auto import default_candidates
+    from napari_masked_denoise.noise.holdout import hide, holdout_loss, holdout_mask
     from napari_masked_denoise.noise.levels import wavelet_sigma
     from napari_masked_denoise.noise.sure import impulse_share
     from napari_masked_denoise.training import VAL_EVERY_NTH, gray01
@@ -86,16 +87,29 @@ def run(args) -> None:
                 mask = holdout_mask((1, *y.shape), seed=0)[0]
                 hidden = hide(y[None], mask[None], seed=0)[0]
                 idx, centres = _bins(y)
-                row = {"noise": noise, "image": path.stem, "sigma_blind": sigma,
-                       "noise_var_true": float(np.mean((y - clean) ** 2)),
-                       "impulse": impulse_share(y[None]), "bin_centres": centres.tolist(),
-                       "bin_counts": np.bincount(idx.ravel(), minlength=BINS).tolist(),
-                       "nlf": _nlf_points(y), "candidates": {}}
+                row = {
+                    "noise": noise,
+                    "image": path.stem,
+                    "sigma_blind": sigma,
+                    "noise_var_true": float(np.mean((y - clean) ** 2)),
+                    "impulse": impulse_share(y[None]),
+                    "bin_centres": centres.tolist(),
+                    "bin_counts": np.bincount(idx.ravel(), minlength=BINS).tolist(),
+                    "nlf": _nlf_points(y),
+                    "candidates": {},
+                }
 
                 def f(a, spec):
                     name, _, preset = spec.partition(":")
-                    return denoise(a.copy(), method=name, preset=preset or None, axes="YX", device="cpu",
-                                   mode="per-tile", seed=0).denoised.astype(np.float64)
+                    return denoise(
+                        a.copy(),
+                        method=name,
+                        preset=preset or None,
+                        axes="YX",
+                        device="cpu",
+                        mode="per-tile",
+                        seed=0,
+                    ).denoised.astype(np.float64)
 
                 for spec in cands:
                     t = time.perf_counter()
@@ -104,13 +118,22 @@ def run(args) -> None:
                     eps = EPS * sigma
                     d = (f(y + eps * b, spec) - fy) / eps * b
                     row["candidates"][spec] = {
-                        "mse": float(np.mean((fy - clean) ** 2)), "fit": float(np.mean((fy - y) ** 2)),
-                        "seconds": round(sec, 3), "holdout": holdout_loss(f(hidden, spec), y, mask),
+                        "mse": float(np.mean((fy - clean) ** 2)),
+                        "fit": float(np.mean((fy - y) ** 2)),
+                        "seconds": round(sec, 3),
+                        "holdout": holdout_loss(f(hidden, spec), y, mask),
                         # the divergence per intensity bin: any noise-level function can weight it later
-                        "div_bins": (np.bincount(idx.ravel(), d.ravel(), BINS)
-                                     / np.maximum(np.bincount(idx.ravel(), minlength=BINS), 1)).tolist()}
-                    print(noise, path.stem, spec, round(row["candidates"][spec]["mse"], 6), flush=True)
-                row.update(machine=machine(), threads=args.threads, date=time.strftime("%Y-%m-%d %H:%M"))
+                        "div_bins": (
+                            np.bincount(idx.ravel(), d.ravel(), BINS)
+                            / np.maximum(np.bincount(idx.ravel(), minlength=BINS), 1)
+                        ).tolist(),
+                    }
+                    print(
+                        noise, path.stem, spec, round(row["candidates"][spec]["mse"], 6), flush=True
+                    )
+                row.update(
+                    machine=machine(), threads=args.threads, date=time.strftime("%Y-%m-%d %H:%M")
+                )
                 out.write(json.dumps(row) + "\n")
                 out.flush()
 
@@ -125,7 +148,9 @@ def _bins(y: np.ndarray):
     local = uniform_filter(y.astype(np.float64), 3, mode="reflect")
     edges = np.quantile(local, np.linspace(0, 1, BINS + 1))
     idx = np.clip(np.searchsorted(edges, local, side="right") - 1, 0, BINS - 1)
-    centres = np.array([local[idx == i].mean() if (idx == i).any() else np.nan for i in range(BINS)])
+    centres = np.array(
+        [local[idx == i].mean() if (idx == i).any() else np.nan for i in range(BINS)]
+    )
     return idx, centres
 
 
@@ -155,7 +180,7 @@ def _nlf_points(y: np.ndarray, bins: int = 16) -> dict:
 def _fit_nlf(pts: dict, key: str, degree: int = 2):
     """Weighted least-squares polynomial of the variance against intensity (>= a floor)."""
     u, v, n = (np.asarray(pts[k], float) for k in ("u", key, "n"))
-    A = np.stack([u ** p for p in range(degree + 1)], 1) * np.sqrt(n)[:, None]
+    A = np.stack([u**p for p in range(degree + 1)], 1) * np.sqrt(n)[:, None]
     coef, *_ = np.linalg.lstsq(A, v * np.sqrt(n), rcond=None)
     floor = 0.05 * max(float(v.min()), 1e-12)
     return lambda x: np.maximum(sum(c * np.asarray(x) ** p for p, c in enumerate(coef)), floor)
@@ -167,7 +192,10 @@ def _scores(c: dict, row: dict) -> dict:
     w = np.asarray(row["bin_counts"], float) / np.sum(row["bin_counts"])
     div = np.asarray(c["div_bins"])
     cen = np.nan_to_num(np.asarray(row["bin_centres"], float))
-    out = {"held-out": c["holdout"] - s2, "SURE, blind sigma": c["fit"] - s2 + 2 * s2 * float(w @ div)}
+    out = {
+        "held-out": c["holdout"] - s2,
+        "SURE, blind sigma": c["fit"] - s2 + 2 * s2 * float(w @ div),
+    }
     for key, name in (("mad", "robust"), ("ms", "mean square")):
         for deg in (1, 2):
             v = _fit_nlf(row["nlf"], key, deg)(cen)
@@ -175,7 +203,8 @@ def _scores(c: dict, row: dict) -> dict:
             out[f"SURE, noise-level function ({name}, degree {deg})"] = sure
             if key == "ms" and deg == 1:
                 out["SURE (mean square, degree 1); held-out if impulsive"] = (
-                    c["holdout"] - s2 if row["impulse"] > IMPULSE_SHARE else sure)
+                    c["holdout"] - s2 if row["impulse"] > IMPULSE_SHARE else sure
+                )
     return out
 
 
@@ -191,6 +220,7 @@ def _ct_like(c, r, i0=2e3):
 
     def fbp(s):
         return iradon(s, theta, filter_name="ramp", circle=False, output_size=c.shape[0])
+
     return c + fbp(pn) - fbp(p)
 
 
@@ -206,16 +236,30 @@ def correlation(args) -> None:
     files = sorted(DATA.glob("*.png"))
     val = [f for i, f in enumerate(files) if i % VAL_EVERY_NTH == VAL_EVERY_NTH - 1][: args.images]
     noises = dict(_noises())
-    noises["Gaussian-smoothed (sigma 0.8)"] = lambda c, r: c + 0.08 * (lambda n: n / n.std())(
-        gaussian_filter(r.normal(0, 1, c.shape), 0.8))
+    noises["Gaussian-smoothed (sigma 0.8)"] = lambda c, r: (
+        c + 0.08 * (lambda n: n / n.std())(gaussian_filter(r.normal(0, 1, c.shape), 0.8))
+    )
     noises["CT-like (i0 2000)"] = _ct_like
-    lines = [CORRELATION, "", f"Command: `python benchmarks/auto_estimators.py correlation --images {args.images}` "
-             f"(the held-out Train400 images, central 176x176). `noise.correlation_ratio`: robust spread of "
-             f"second differences at lag 2 over lag 1; `auto` warns above {CORRELATED}.", "",
-             "| noise | min | median | max |", "|---|---:|---:|---:|"]
+    lines = [
+        CORRELATION,
+        "",
+        f"Command: `python benchmarks/auto_estimators.py correlation --images {args.images}` "
+        f"(the held-out Train400 images, central 176x176). `noise.correlation_ratio`: robust spread of "
+        f"second differences at lag 2 over lag 1; `auto` warns above {CORRELATED}.",
+        "",
+        "| noise | min | median | max |",
+        "|---|---:|---:|---:|",
+    ]
     for k, (name, add) in enumerate(noises.items()):
-        rs = [correlation_ratio(add(gray01(io.imread(p)).astype(np.float64)[:176, :176],
-                                    np.random.default_rng(1000 * k + j))) for j, p in enumerate(val)]
+        rs = [
+            correlation_ratio(
+                add(
+                    gray01(io.imread(p)).astype(np.float64)[:176, :176],
+                    np.random.default_rng(1000 * k + j),
+                )
+            )
+            for j, p in enumerate(val)
+        ]
         lines.append(f"| {name} | {min(rs):.2f} | {np.median(rs):.2f} | {max(rs):.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
@@ -231,7 +275,7 @@ def report(args) -> None:
         sys.exit(f"no rows in {RAW}")
     noises = list(dict.fromkeys(r["noise"] for r in rows))
     names = list(_scores(next(iter(rows[0]["candidates"].values())), rows[0]))
-    regret = {n: {} for n in names}   # estimator -> noise -> [auto - best dB per image]
+    regret = {n: {} for n in names}  # estimator -> noise -> [auto - best dB per image]
     for r in rows:
         psnr = {k: -10 * np.log10(c["mse"]) for k, c in r["candidates"].items()}
         best = max(psnr.values())
@@ -239,19 +283,26 @@ def report(args) -> None:
         for n in names:
             pick = min(sc, key=lambda k: sc[k][n])
             regret[n].setdefault(r["noise"], []).append(psnr[pick] - best)
-    lines = [SECTION, "",
-             f"Command: `python benchmarks/auto_estimators.py run --images {args.images}` then `report` "
-             f"({rows[0]['machine']}, {rows[0]['threads']} torch thread). "
-             f"{len(rows)} image-noise pairs: the held-out Train400 images (every 20th), 180x180, never a test "
-             "image, with the noises of `ttt_calibrate.py` plus Poisson-Gaussian. Candidates: auto's `fast` "
-             f"preset ({', '.join(rows[0]['candidates'])}). Cell: mean over images of the chosen "
-             "candidate's PSNR minus the best candidate's (dB); last columns over all pairs.", "",
-             "| estimator | " + " | ".join(noises) + " | mean | worst | within 0.3 dB |",
-             "|---|" + "---:|" * (len(noises) + 3)]
+    lines = [
+        SECTION,
+        "",
+        f"Command: `python benchmarks/auto_estimators.py run --images {args.images}` then `report` "
+        f"({rows[0]['machine']}, {rows[0]['threads']} torch thread). "
+        f"{len(rows)} image-noise pairs: the held-out Train400 images (every 20th), 180x180, never a test "
+        "image, with the noises of `ttt_calibrate.py` plus Poisson-Gaussian. Candidates: auto's `fast` "
+        f"preset ({', '.join(rows[0]['candidates'])}). Cell: mean over images of the chosen "
+        "candidate's PSNR minus the best candidate's (dB); last columns over all pairs.",
+        "",
+        "| estimator | " + " | ".join(noises) + " | mean | worst | within 0.3 dB |",
+        "|---|" + "---:|" * (len(noises) + 3),
+    ]
     for n in names:
         allr = [x for v in regret[n].values() for x in v]
-        lines.append(f"| {n} | " + " | ".join(f"{np.mean(regret[n][z]):+.2f}" for z in noises)
-                     + f" | {np.mean(allr):+.2f} | {min(allr):+.2f} | {sum(x >= -0.3 for x in allr)}/{len(allr)} |")
+        lines.append(
+            f"| {n} | "
+            + " | ".join(f"{np.mean(regret[n][z]):+.2f}" for z in noises)
+            + f" | {np.mean(allr):+.2f} | {min(allr):+.2f} | {sum(x >= -0.3 for x in allr)}/{len(allr)} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_results:

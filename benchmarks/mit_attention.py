@@ -53,7 +53,9 @@ def main(argv=None) -> int:
     }
     rows = []
     for name, opts in variants.items():
-        m = get_method("masked-transformer")(preset="fast", mode="per-tile", device=torch.device("cpu"), **opts)
+        m = get_method("masked-transformer")(
+            preset="fast", mode="per-tile", device=torch.device("cpu"), **opts
+        )
         psnrs, secs = [], []
         for k in MIT_VAL_NOISES:
             out = np.empty_like(noisy[k])
@@ -68,12 +70,17 @@ def main(argv=None) -> int:
     lines = [head, "|---|" + "---:|" * (len(MIT_VAL_NOISES) + 2)]
     for name, ps, sec in rows:
         unseen = np.mean(ps[1:])
-        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in ps) + f" | {unseen:.2f} | {sec:.3f} |")
-    text = (f"{SECTION}\n\nMeasured with `python benchmarks/mit_attention.py --threads {args.threads}` "
-            f"({time.strftime('%Y-%m-%d %H:%M')}; {platform.machine()}, {args.threads} torch threads). Held-out "
-            "crops of the training folder (20 of 128x128, every 20th Train400 image), never a test set. "
-            "Columns: PSNR (dB) per noise; `g15` is the training noise, the rest are unseen.\n\n"
-            + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{v:.2f}" for v in ps) + f" | {unseen:.2f} | {sec:.3f} |"
+        )
+    text = (
+        f"{SECTION}\n\nMeasured with `python benchmarks/mit_attention.py --threads {args.threads}` "
+        f"({time.strftime('%Y-%m-%d %H:%M')}; {platform.machine()}, {args.threads} torch threads). Held-out "
+        "crops of the training folder (20 of 128x128, every 20th Train400 image), never a test set. "
+        "Columns: PSNR (dB) per noise; `g15` is the training noise, the rest are unseen.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     update_section(SECTION, text)
     print(text)
     return 0

@@ -37,9 +37,8 @@ def ours(weights: list[str]):
     for w in weights:
         label = "random init" if w == "none" else f"weights {w}"
         for mode in ("per-tile", "once"):
-            out[f"zero-shot fast, {mode} ({label})"] = (
-                lambda y, m=mode, w=w: denoise(y, preset="fast", mode=m, axes="YX", device="cpu",
-                                               weights=w).denoised
+            out[f"zero-shot fast, {mode} ({label})"] = lambda y, m=mode, w=w: (
+                denoise(y, preset="fast", mode=m, axes="YX", device="cpu", weights=w).denoised
             )
     return out
 
@@ -51,8 +50,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default="01,02,03,04,05")
     p.add_argument("--sigma", type=float, default=25.0)
-    p.add_argument("--weights", default="none",
-                   help="comma-separated zero-shot weights to run: none (random init) and/or shipped names")
+    p.add_argument(
+        "--weights",
+        default="none",
+        help="comma-separated zero-shot weights to run: none (random init) and/or shipped names",
+    )
     p.add_argument("--no-results", action="store_true")
     args = p.parse_args(argv)
     if not DATA.exists():
@@ -77,7 +79,9 @@ def main(argv=None) -> int:
         "|---|---:|---:|---:|",
     ]
     for k, (ps, ts) in rows.items():
-        lines.append(f"| {k} | {np.median(ps):.2f} | {np.median(ts):.2f} | {np.median(ts) / ref:.2f}x |")
+        lines.append(
+            f"| {k} | {np.median(ps):.2f} | {np.median(ts):.2f} | {np.median(ts) / ref:.2f}x |"
+        )
     table = "\n".join(lines)
     print(table)
     if not args.no_results:

@@ -76,12 +76,19 @@ STOP_CASES = ("set12-g25", "fmd-gp", "ct")
 def _center(a: np.ndarray, n: int = 256) -> np.ndarray:
     h, w = a.shape
     y, x = max(0, (h - n) // 2), max(0, (w - n) // 2)
-    return a[y:y + n, x:x + n]
+    return a[y : y + n, x : x + n]
 
 
 #: the cases' noise names -> the noise recipes (``napari_masked_denoise.noise.simulate.RECIPES``)
-NOISE_RECIPES = {"g15": "g15", "g25": "g25", "g50": "g50", "poisson": "poisson30",
-                 "speckle": "speckle20", "sp": "sp5", "corr": "corr25-box3"}
+NOISE_RECIPES = {
+    "g15": "g15",
+    "g25": "g25",
+    "g50": "g50",
+    "poisson": "poisson30",
+    "speckle": "speckle20",
+    "sp": "sp5",
+    "corr": "corr25-box3",
+}
 
 
 def add_noise(clean: np.ndarray, kind: str, seed: int) -> np.ndarray:
@@ -110,10 +117,20 @@ def cases():
             yield f"{ds}-{noise}", name, clean, noisy.astype(np.float32)
     real = DATA / "microscopy" / "fmd_real"
     for p in sorted((real / "raw").glob("*.png")):
-        yield "fmd-real", p.stem, _center(gray01(io.imread(real / "gt" / p.name))), _center(gray01(io.imread(p)))
+        yield (
+            "fmd-real",
+            p.stem,
+            _center(gray01(io.imread(real / "gt" / p.name))),
+            _center(gray01(io.imread(p))),
+        )
     gp = DATA / "microscopy" / "fmd_confocal_gp"
     for p in sorted((gp / "noisy").glob("*.tif")):
-        yield "fmd-gp", p.stem, _center(gray01(io.imread(gp / "clean" / p.name))), _center(gray01(io.imread(p)))
+        yield (
+            "fmd-gp",
+            p.stem,
+            _center(gray01(io.imread(gp / "clean" / p.name))),
+            _center(gray01(io.imread(p))),
+        )
     from napari_masked_denoise.samples import lowdose_ct
 
     noisy, clean = lowdose_ct(n_slices=3, size=256, seed=7, i0=1e3)
@@ -132,10 +149,19 @@ def methods() -> dict:
         def run(y):
             from napari_masked_denoise import denoise
 
-            r = denoise(y, method=method, preset=preset, axes="YX", device="cpu",
-                        mode="per-tile", seed=0, **options)
+            r = denoise(
+                y,
+                method=method,
+                preset=preset,
+                axes="YX",
+                device="cpu",
+                mode="per-tile",
+                seed=0,
+                **options,
+            )
             _LAST["report"] = r.info.get("method_report") or {}
             return r.denoised
+
         return run
 
     return {
@@ -150,17 +176,28 @@ def methods() -> dict:
         "zero-shot real-stop": (ours("zero-shot", "real-stop"), ("fmd-real",)),
         "TTT-MIM no adaptation": (ours("ttt-mim", "no-adapt"), None),
         **{f"TTT-MIM {p}": (ours("ttt-mim", p), None) for p in ("fast", "quality", "safe")},
-        **{f"TTT-MIM {p}, {v}": (ours("ttt-mim", p, weights=v), "first")
-           for v in TTT_VARIANTS for p in ("no-adapt", "fast")},
+        **{
+            f"TTT-MIM {p}, {v}": (ours("ttt-mim", p, weights=v), "first")
+            for v in TTT_VARIANTS
+            for p in ("no-adapt", "fast")
+        },
         "meta-TTA no adaptation": (ours("meta-tta", "no-adapt"), None),
         "meta-TTA fast": (ours("meta-tta", "fast"), None),
         "meta-TTA reference": (ours("meta-tta", "reference"), None),
         "meta-TTA stage 1 only": (ours("meta-tta", "no-adapt", weights="meta-tta-stage1"), None),
         "meta-TTA stage 1, 5 steps": (ours("meta-tta", "fast", weights="meta-tta-stage1"), None),
-        **({"masked transformer": (ours("masked-transformer", "fast"), None),
-            "masked transformer, attention mask on": (ours("masked-transformer", "reference"), None),
-            "unmasked transformer": (ours("masked-transformer", "unmasked"), None)}
-           if _shipped("masked-transformer") else {}),
+        **(
+            {
+                "masked transformer": (ours("masked-transformer", "fast"), None),
+                "masked transformer, attention mask on": (
+                    ours("masked-transformer", "reference"),
+                    None,
+                ),
+                "unmasked transformer": (ours("masked-transformer", "unmasked"), None),
+            }
+            if _shipped("masked-transformer")
+            else {}
+        ),
     }
 
 
@@ -170,13 +207,19 @@ def _shipped(name: str) -> bool:
     return name in available()
 
 
-META_PAIRS = (("meta-TTA no adaptation", "meta-TTA fast"), ("meta-TTA no adaptation", "meta-TTA reference"))
+META_PAIRS = (
+    ("meta-TTA no adaptation", "meta-TTA fast"),
+    ("meta-TTA no adaptation", "meta-TTA reference"),
+)
 
 
 TTT_VARIANTS = ("ttt-mim-large", "ttt-mim-small")
-TTT_PAIRS = (("TTT-MIM no adaptation", "TTT-MIM fast"), ("TTT-MIM no adaptation", "TTT-MIM quality"),
-             ("TTT-MIM no adaptation", "TTT-MIM safe"),
-             *((f"TTT-MIM no-adapt, {v}", f"TTT-MIM fast, {v}") for v in TTT_VARIANTS))
+TTT_PAIRS = (
+    ("TTT-MIM no adaptation", "TTT-MIM fast"),
+    ("TTT-MIM no adaptation", "TTT-MIM quality"),
+    ("TTT-MIM no adaptation", "TTT-MIM safe"),
+    *((f"TTT-MIM no-adapt, {v}", f"TTT-MIM fast, {v}") for v in TTT_VARIANTS),
+)
 
 
 def _matches(name: str, patterns: str | None) -> bool:
@@ -204,17 +247,22 @@ def run(args) -> None:
                 if only == "first":
                     if not first:
                         continue
-                elif only is not None and not any(case == o or case.endswith("-" + o) for o in only):
+                elif only is not None and not any(
+                    case == o or case.endswith("-" + o) for o in only
+                ):
                     continue
                 t = time.perf_counter()
                 den = np.asarray(f(noisy.copy()), dtype=np.float32)
                 dt = time.perf_counter() - t
                 a, b = np.clip(clean, 0, 1), np.clip(den, 0, 1)
                 row = {
-                    "case": case, "image": image, "method": name,
+                    "case": case,
+                    "image": image,
+                    "method": name,
                     "psnr": round(float(psnr(a, b, data_range=1)), 3),
                     "ssim": round(float(ssim(a, b, data_range=1)), 4),
-                    "seconds": round(dt, 3), "threads": args.threads,
+                    "seconds": round(dt, 3),
+                    "threads": args.threads,
                     "machine": machine(),
                     "date": time.strftime("%Y-%m-%d %H:%M"),
                 }
@@ -223,26 +271,43 @@ def run(args) -> None:
                     row["stopped_at"] = int(np.median(rep["stopped_at"]))
                 out.write(json.dumps(row) + "\n")
                 out.flush()
-                print(f"{case:16s} {image:22s} {name:30s} {row['psnr']:6.2f} dB {row['ssim']:.3f} {dt:7.2f} s",
-                      flush=True)
+                print(
+                    f"{case:16s} {image:22s} {name:30s} {row['psnr']:6.2f} dB {row['ssim']:.3f} {dt:7.2f} s",
+                    flush=True,
+                )
 
 
 # ----------------------------------------------------------------------- the report
 def report(args) -> None:
     rows = read_rows(RAW)
     order = list(methods())
-    canonical = [f"{d}-{n}" for d in ("set12", "bsd68") for n in NOISES] + ["fmd-real", "fmd-gp", "ct"]
-    case_order = sorted({r["case"] for r in rows},
-                        key=lambda c: canonical.index(c) if c in canonical else len(canonical))
+    canonical = [f"{d}-{n}" for d in ("set12", "bsd68") for n in NOISES] + [
+        "fmd-real",
+        "fmd-gp",
+        "ct",
+    ]
+    case_order = sorted(
+        {r["case"] for r in rows},
+        key=lambda c: canonical.index(c) if c in canonical else len(canonical),
+    )
     by = {}
     for r in rows:
         by.setdefault((r["case"], r["method"]), []).append(r)
     # ablations have their own tables below
-    present = [m for m in order if any(k[1] == m for k in by)
-               and m not in ("zero-shot fast, random init", "meta-TTA stage 1, 5 steps",
-                             "masked transformer, attention mask on", "zero-shot stop",
-                             "zero-shot real-stop")
-               and not any(v in m for v in TTT_VARIANTS)]
+    present = [
+        m
+        for m in order
+        if any(k[1] == m for k in by)
+        and m
+        not in (
+            "zero-shot fast, random init",
+            "meta-TTA stage 1, 5 steps",
+            "masked transformer, attention mask on",
+            "zero-shot stop",
+            "zero-shot real-stop",
+        )
+        and not any(v in m for v in TTT_VARIANTS)
+    ]
 
     def cell(case, m, key="psnr"):
         rs = by.get((case, m))
@@ -253,19 +318,36 @@ def report(args) -> None:
     for c in case_order:
         vals = [cell(c, m) for m in present]
         best = max(v for v, m in zip(vals, present) if v is not None and m != "noisy input")
-        fmt = [("" if v is None else (f"**{v:.2f}**" if abs(v - best) < 5e-3 else f"{v:.2f}")) for v in vals]
+        fmt = [
+            ("" if v is None else (f"**{v:.2f}**" if abs(v - best) < 5e-3 else f"{v:.2f}"))
+            for v in vals
+        ]
         lines.append(f"| {c} | " + " | ".join(fmt) + " |")
     full = [m for m in present if all(cell(c, m) is not None for c in case_order)]
-    lines.append("| **mean over all cases** | " + " | ".join(
-        f"{np.mean([cell(c, m) for c in case_order]):.2f}" if m in full else "" for m in present) + " |")
-    lines.append("| mean SSIM | " + " | ".join(
-        f"{np.mean([cell(c, m, 'ssim') for c in case_order]):.3f}" if m in full else "" for m in present) + " |")
+    lines.append(
+        "| **mean over all cases** | "
+        + " | ".join(
+            f"{np.mean([cell(c, m) for c in case_order]):.2f}" if m in full else "" for m in present
+        )
+        + " |"
+    )
+    lines.append(
+        "| mean SSIM | "
+        + " | ".join(
+            f"{np.mean([cell(c, m, 'ssim') for c in case_order]):.3f}" if m in full else ""
+            for m in present
+        )
+        + " |"
+    )
     med_t = {m: float(np.median([r["seconds"] for r in rows if r["method"] == m])) for m in present}
     lines.append("| median s / image | " + " | ".join(f"{med_t[m]:.2f}" for m in present) + " |")
     table = "\n".join(lines)
 
     # the ablation: pretrained against random initialisation, same iterations, per case
-    abl = ["| case (first image) | fast (pretrained) | fast (random init) | difference dB |", "|---|---:|---:|---:|"]
+    abl = [
+        "| case (first image) | fast (pretrained) | fast (random init) | difference dB |",
+        "|---|---:|---:|---:|",
+    ]
     wins = 0
     for c in case_order:
         rnd = by.get((c, "zero-shot fast, random init"))
@@ -284,24 +366,43 @@ def report(args) -> None:
     t = []
     q, bm = cell("set12-g25", "zero-shot quality"), cell("set12-g25", "BM3D (blind sigma)")
     if q is not None and bm is not None:
-        t.append(f"- `quality` on Set12 sigma 25 (images 01-03): {q:.2f} dB against BM3D {bm:.2f} dB "
-                 f"({q - bm:+.2f} dB; target: at least BM3D).")
+        t.append(
+            f"- `quality` on Set12 sigma 25 (images 01-03): {q:.2f} dB against BM3D {bm:.2f} dB "
+            f"({q - bm:+.2f} dB; target: at least BM3D)."
+        )
     for m in ("zero-shot quality", "zero-shot real-fast", "zero-shot fast"):
         v, bm = cell("fmd-real", m), cell("fmd-real", "BM3D (blind sigma)")
         if v is not None and bm is not None:
-            t.append(f"- {m} on the real fluorescence pairs: {v:.2f} dB against BM3D {bm:.2f} dB ({v - bm:+.2f} dB).")
-    fast_t = [r["seconds"] for r in rows if r["method"] == "zero-shot fast" and r["case"] in ("set12-g25", "fmd-real")]
+            t.append(
+                f"- {m} on the real fluorescence pairs: {v:.2f} dB against BM3D {bm:.2f} dB ({v - bm:+.2f} dB)."
+            )
+    fast_t = [
+        r["seconds"]
+        for r in rows
+        if r["method"] == "zero-shot fast" and r["case"] in ("set12-g25", "fmd-real")
+    ]
     qual_t = [r["seconds"] for r in rows if r["method"] == "zero-shot quality"]
     if fast_t and qual_t:
         f, qq = cell("set12-g25", "zero-shot fast"), cell("set12-g25", "zero-shot quality")
-        t.append(f"- `fast` against `quality` (Set12 g25 and fmd-real): {np.median(qual_t) / np.median(fast_t):.1f}x "
-                 f"faster (median s / image {np.median(fast_t):.1f} against {np.median(qual_t):.1f}); on Set12 g25 "
-                 f"{f:.2f} against {qq:.2f} dB ({f - qq:+.2f} dB). Target: at least 10x faster, within 1 dB.")
+        t.append(
+            f"- `fast` against `quality` (Set12 g25 and fmd-real): {np.median(qual_t) / np.median(fast_t):.1f}x "
+            f"faster (median s / image {np.median(fast_t):.1f} against {np.median(qual_t):.1f}); on Set12 g25 "
+            f"{f:.2f} against {qq:.2f} dB ({f - qq:+.2f} dB). Target: at least 10x faster, within 1 dB."
+        )
     if n_abl:
-        t.append(f"- pretrained beats random initialisation at equal iterations in {wins} of {n_abl} cases.")
+        t.append(
+            f"- pretrained beats random initialisation at equal iterations in {wins} of {n_abl} cases."
+        )
 
-    ttt_text = (_ttt_report(by, case_order, present, cell, rows) + "\n" + _meta_report(by, case_order, rows)
-                + "\n" + _mit_report(case_order, cell, rows) + "\n" + _stop_report(by, case_order))
+    ttt_text = (
+        _ttt_report(by, case_order, present, cell, rows)
+        + "\n"
+        + _meta_report(by, case_order, rows)
+        + "\n"
+        + _mit_report(case_order, cell, rows)
+        + "\n"
+        + _stop_report(by, case_order)
+    )
     _plot(rows, present, case_order, cell, med_t)
     threads = sorted({r["threads"] for r in rows})
     machine = rows[0]["machine"]
@@ -317,7 +418,9 @@ def report(args) -> None:
         f"{table}\n\n![PSNR against time]({PLOT.name})\n\n"
         "### Targets\n\n" + "\n".join(t) + "\n\n"
         "### Ablation: masked pre-training against random initialisation (`fast`, 200 iterations)\n\n"
-        + "\n".join(abl) + "\n\n" + ttt_text
+        + "\n".join(abl)
+        + "\n\n"
+        + ttt_text
     )
     _update(text)
     print(text)
@@ -325,18 +428,25 @@ def report(args) -> None:
 
 def _ttt_report(by, case_order, present, cell, rows) -> str:
     """TTT-MIM against its own network without adaptation, and the share of the gap closed."""
-    out = ["### TTT-MIM: adaptation against no adaptation (trained on Gaussian noise of variance 0.005)", "",
-           "Gap closed = (TTT - no adaptation) / (best other method of the row - no adaptation), as the "
-           "paper reports it, where the best other method is the best of the main table's methods other "
-           "than TTT-MIM (only when that best is above no adaptation). Every case is a shift from the "
-           "training noise (Gaussian sigma 18/255).", ""]
+    out = [
+        "### TTT-MIM: adaptation against no adaptation (trained on Gaussian noise of variance 0.005)",
+        "",
+        "Gap closed = (TTT - no adaptation) / (best other method of the row - no adaptation), as the "
+        "paper reports it, where the best other method is the best of the main table's methods other "
+        "than TTT-MIM (only when that best is above no adaptation). Every case is a shift from the "
+        "training noise (Gaussian sigma 18/255).",
+        "",
+    ]
     others = [m for m in present if not m.startswith("TTT-MIM") and m != "noisy input"]
     for base, ttt in TTT_PAIRS:
         if not any(cell(c, ttt) is not None for c in case_order):
             continue
-        out += [f"**{ttt}** against **{base}**:", "",
-                "| case | no adaptation | TTT | difference dB | best other (method) | gap closed |",
-                "|---|---:|---:|---:|---|---:|"]
+        out += [
+            f"**{ttt}** against **{base}**:",
+            "",
+            "| case | no adaptation | TTT | difference dB | best other (method) | gap closed |",
+            "|---|---:|---:|---:|---|---:|",
+        ]
         diffs, gaps = [], []
         for c in case_order:
             # every value of a row over the same images: those the TTT method ran on
@@ -357,46 +467,70 @@ def _ttt_report(by, case_order, present, cell, rows) -> str:
                 gaps.append(g)
                 gap = f"{100 * g:.0f}%"
             diffs.append(b - a)
-            out.append(f"| {c} | {a:.2f} | {b:.2f} | {b - a:+.2f} | {vals[best_m]:.2f} ({best_m}) | {gap} |")
+            out.append(
+                f"| {c} | {a:.2f} | {b:.2f} | {b - a:+.2f} | {vals[best_m]:.2f} ({best_m}) | {gap} |"
+            )
         med = lambda m: float(np.median([r["seconds"] for r in rows if r["method"] == m]))  # noqa: E731
-        out += ["", f"Improves in {sum(d > 0 for d in diffs)} of {len(diffs)} cases; worst difference "
-                f"{min(diffs):+.2f} dB; mean {np.mean(diffs):+.2f} dB; median gap closed "
-                f"{100 * np.median(gaps):.0f}% (mean {100 * np.mean(gaps):.0f}%) over the {len(gaps)} cases "
-                "with a gap. "
-                f"Median seconds per image: {med(base):.2f} without, {med(ttt):.2f} with adaptation.", ""]
+        out += [
+            "",
+            f"Improves in {sum(d > 0 for d in diffs)} of {len(diffs)} cases; worst difference "
+            f"{min(diffs):+.2f} dB; mean {np.mean(diffs):+.2f} dB; median gap closed "
+            f"{100 * np.median(gaps):.0f}% (mean {100 * np.mean(gaps):.0f}%) over the {len(gaps)} cases "
+            "with a gap. "
+            f"Median seconds per image: {med(base):.2f} without, {med(ttt):.2f} with adaptation.",
+            "",
+        ]
     # the size trade-off: the two shipped networks, same training time
     from napari_masked_denoise.weights import manifest
 
-    size = ["| network | parameters | training (one CPU thread) | mean PSNR no adaptation | "
-            "mean PSNR 8 steps | median s / image, 8 steps |", "|---|---:|---:|---:|---:|---:|"]
+    size = [
+        "| network | parameters | training (one CPU thread) | mean PSNR no adaptation | "
+        "mean PSNR 8 steps | median s / image, 8 steps |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     pairs = {(r["case"], r["image"]) for r in rows if r["method"] == TTT_PAIRS[3][1]}
     cs = sorted({c for c, _ in pairs})
     for name, (base, ttt) in (("ttt-mim", TTT_PAIRS[0]), *zip(TTT_VARIANTS, TTT_PAIRS[3:])):
-        sel = {m: [r for r in rows if r["method"] == m and (r["case"], r["image"]) in pairs] for m in (base, ttt)}
+        sel = {
+            m: [r for r in rows if r["method"] == m and (r["case"], r["image"]) in pairs]
+            for m in (base, ttt)
+        }
         if not sel[base] or not sel[ttt]:
             continue
         e = manifest(name)
-        size.append(f"| `{name}` {tuple(e['architecture']['widths'])} | {e['architecture']['parameters']:,} | "
-                    f"{e['iterations']} in {e['max_seconds']:.0f} s | {np.mean([r['psnr'] for r in sel[base]]):.2f} | "
-                    f"{np.mean([r['psnr'] for r in sel[ttt]]):.2f} | "
-                    f"{np.median([r['seconds'] for r in sel[ttt]]):.2f} |")
+        size.append(
+            f"| `{name}` {tuple(e['architecture']['widths'])} | {e['architecture']['parameters']:,} | "
+            f"{e['iterations']} in {e['max_seconds']:.0f} s | {np.mean([r['psnr'] for r in sel[base]]):.2f} | "
+            f"{np.mean([r['psnr'] for r in sel[ttt]]):.2f} | "
+            f"{np.median([r['seconds'] for r in sel[ttt]]):.2f} |"
+        )
     if len(size) > 3:
-        out += ["**Network size** (trained by the same command on one CPU thread each, the budget in the "
-                f"table; means over the same {len(pairs)} images, the first of each of the {len(cs)} "
-                "cases):", "", *size, ""]
+        out += [
+            "**Network size** (trained by the same command on one CPU thread each, the budget in the "
+            f"table; means over the same {len(pairs)} images, the first of each of the {len(cs)} "
+            "cases):",
+            "",
+            *size,
+            "",
+        ]
     return "\n".join(out)
 
 
 def _meta_report(by, case_order, rows) -> str:
     """Meta-TTA after against before adaptation on every case, and the issue's targets."""
-    out = ["### Meta-TTA: after against before adaptation", "",
-           "Head-only adaptation (5 steps) of the meta-trained network, against the same network without "
-           "adaptation; and stage 2 (meta-transfer on realistic noise) against the stage-1 network alone.", "",
-           "| case | stage 1 only | stage 1, 5 steps | no adaptation | fast | difference dB | reference "
-           "| difference dB |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "### Meta-TTA: after against before adaptation",
+        "",
+        "Head-only adaptation (5 steps) of the meta-trained network, against the same network without "
+        "adaptation; and stage 2 (meta-transfer on realistic noise) against the stage-1 network alone.",
+        "",
+        "| case | stage 1 only | stage 1, 5 steps | no adaptation | fast | difference dB | reference "
+        "| difference dB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     diffs = {p[1]: {} for p in META_PAIRS}
     for c in case_order:
+
         def mean(m, c=c):
             rs = by.get((c, m))
             return None if not rs else float(np.mean([r["psnr"] for r in rs]))
@@ -423,18 +557,23 @@ def _meta_report(by, case_order, rows) -> str:
         if not d:
             continue
         real = {c: d[c] for c in ("fmd-real", "fmd-gp", "ct") if c in d}
-        out.append(f"- **{m}**: improves in {sum(v > 0 for v in d.values())} of {len(d)} cases; worst "
-                   f"{min(d.values()):+.3f} dB ({min(d, key=d.get)}); mean {np.mean(list(d.values())):+.3f} dB; "
-                   "real fluorescence and CT: " + ", ".join(f"{c} {v:+.3f}" for c, v in real.items())
-                   + f". Median s / image {med(m):.2f} (no adaptation {med('meta-TTA no adaptation'):.2f}).")
+        out.append(
+            f"- **{m}**: improves in {sum(v > 0 for v in d.values())} of {len(d)} cases; worst "
+            f"{min(d.values()):+.3f} dB ({min(d, key=d.get)}); mean {np.mean(list(d.values())):+.3f} dB; "
+            "real fluorescence and CT: "
+            + ", ".join(f"{c} {v:+.3f}" for c, v in real.items())
+            + f". Median s / image {med(m):.2f} (no adaptation {med('meta-TTA no adaptation'):.2f})."
+        )
     for _, m in META_PAIRS:
         d = diffs[m]
         if d and all(c in d for c in ("fmd-real", "ct")):
             improves = d["fmd-real"] > 0 and d["ct"] > 0
             safe = min(d.values()) >= -0.1
-            out.append(f"- Targets for **{m}** (improves `fmd-real` and `ct`; never more than 0.1 dB worse): "
-                       f"improves real/CT {'met' if improves else 'NOT met'}; never worse than -0.1 dB "
-                       f"{'met' if safe else 'NOT met'}.")
+            out.append(
+                f"- Targets for **{m}** (improves `fmd-real` and `ct`; never more than 0.1 dB worse): "
+                f"improves real/CT {'met' if improves else 'NOT met'}; never worse than -0.1 dB "
+                f"{'met' if safe else 'NOT met'}."
+            )
     return "\n".join(out) + "\n"
 
 
@@ -446,41 +585,62 @@ def _mit_report(case_order, cell, rows) -> str:
     base = "unmasked transformer"
     if not any(cell(c, base) is not None for c in case_order):
         return ""
-    out = ["### Masked image training: masked against unmasked training", "",
-           "The same Swin network trained on Gaussian noise of sigma 15 only, with the input and attention "
-           "masks and without (same iterations, batch and seed). Out-of-distribution: every case whose noise "
-           "is not Gaussian sigma 15.", "",
-           "| case | " + " | ".join(MIT_ROWS) + " | masked - unmasked dB |", "|---|" + "---:|" * (len(MIT_ROWS) + 1)]
+    out = [
+        "### Masked image training: masked against unmasked training",
+        "",
+        "The same Swin network trained on Gaussian noise of sigma 15 only, with the input and attention "
+        "masks and without (same iterations, batch and seed). Out-of-distribution: every case whose noise "
+        "is not Gaussian sigma 15.",
+        "",
+        "| case | " + " | ".join(MIT_ROWS) + " | masked - unmasked dB |",
+        "|---|" + "---:|" * (len(MIT_ROWS) + 1),
+    ]
     diffs = {}
     for c in case_order:
         vals = [cell(c, m) for m in MIT_ROWS]
         if vals[0] is None or vals[2] is None:
             continue
         diffs[c] = vals[0] - vals[2]
-        out.append(f"| {c} | " + " | ".join("" if v is None else f"{v:.2f}" for v in vals) + f" | {diffs[c]:+.2f} |")
+        out.append(
+            f"| {c} | "
+            + " | ".join("" if v is None else f"{v:.2f}" for v in vals)
+            + f" | {diffs[c]:+.2f} |"
+        )
     ood = {c: d for c, d in diffs.items() if not c.endswith("-g15")}
     med = lambda m: float(np.median([r["seconds"] for r in rows if r["method"] == m] or [np.nan]))  # noqa: E731
-    out += ["", f"- Out-of-distribution mean, masked minus unmasked: {np.mean(list(ood.values())):+.2f} dB over "
-            f"{len(ood)} cases (target: at least +1 dB; "
-            f"{'met' if np.mean(list(ood.values())) >= 1 else 'NOT met'}); "
-            "in distribution (g15): "
-            + ", ".join(f"{c} {d:+.2f}" for c, d in diffs.items() if c.endswith("-g15")) + ".",
-            "- Median s / image: " + ", ".join(f"{m} {med(m):.2f}" for m in MIT_ROWS) + "."]
+    out += [
+        "",
+        f"- Out-of-distribution mean, masked minus unmasked: {np.mean(list(ood.values())):+.2f} dB over "
+        f"{len(ood)} cases (target: at least +1 dB; "
+        f"{'met' if np.mean(list(ood.values())) >= 1 else 'NOT met'}); "
+        "in distribution (g15): "
+        + ", ".join(f"{c} {d:+.2f}" for c, d in diffs.items() if c.endswith("-g15"))
+        + ".",
+        "- Median s / image: " + ", ".join(f"{m} {med(m):.2f}" for m in MIT_ROWS) + ".",
+    ]
     return "\n".join(out) + "\n"
 
 
 def _stop_report(by, case_order) -> str:
     """Zero-shot filling with a fixed iteration count against held-out early stopping."""
-    lines = ["### Zero-shot filling: held-out early stopping against a fixed iteration count", "",
-             "`stop`/`real-stop`: up to 1000 iterations, the output of the iteration with the lowest "
-             "held-out loss (3% of the pixels, never shown to the network, never a target), stopping "
-             "50 iterations after the last improvement. Same images, paired. The seconds come from "
-             "different runs (the fixed rows from the full run, the stopped rows from a later one that "
-             "shared the 2 cores with other benchmarks): they are not a speed comparison.", "",
-             "| case | images | fixed (200) dB | stopped dB | difference | stopped at (median it.) "
-             "| s / image fixed | s / image stopped |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### Zero-shot filling: held-out early stopping against a fixed iteration count",
+        "",
+        "`stop`/`real-stop`: up to 1000 iterations, the output of the iteration with the lowest "
+        "held-out loss (3% of the pixels, never shown to the network, never a target), stopping "
+        "50 iterations after the last improvement. Same images, paired. The seconds come from "
+        "different runs (the fixed rows from the full run, the stopped rows from a later one that "
+        "shared the 2 cores with other benchmarks): they are not a speed comparison.",
+        "",
+        "| case | images | fixed (200) dB | stopped dB | difference | stopped at (median it.) "
+        "| s / image fixed | s / image stopped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     diffs = []
-    for fixed, stop in (("zero-shot fast", "zero-shot stop"), ("zero-shot real-fast", "zero-shot real-stop")):
+    for fixed, stop in (
+        ("zero-shot fast", "zero-shot stop"),
+        ("zero-shot real-fast", "zero-shot real-stop"),
+    ):
         for c in case_order:
             st = {r["image"]: r for r in by.get((c, stop), [])}
             fx = {r["image"]: r for r in by.get((c, fixed), []) if r["image"] in st}
@@ -491,12 +651,17 @@ def _stop_report(by, case_order) -> str:
             diffs += [st[i]["psnr"] - fx[i]["psnr"] for i in fx]
             its = [st[i].get("stopped_at") for i in fx if st[i].get("stopped_at") is not None]
             it = f"{int(np.median(its))}" if its else ""
-            lines.append(f"| {c} ({stop.split()[-1]}) | {len(fx)} | {a:.2f} | {b:.2f} | {b - a:+.2f} | {it} "
-                         f"| {np.median([fx[i]['seconds'] for i in fx]):.1f} "
-                         f"| {np.median([st[i]['seconds'] for i in fx]):.1f} |")
+            lines.append(
+                f"| {c} ({stop.split()[-1]}) | {len(fx)} | {a:.2f} | {b:.2f} | {b - a:+.2f} | {it} "
+                f"| {np.median([fx[i]['seconds'] for i in fx]):.1f} "
+                f"| {np.median([st[i]['seconds'] for i in fx]):.1f} |"
+            )
     if diffs:
-        lines += ["", f"Per image: stopping better in {sum(d > 0 for d in diffs)} of {len(diffs)}, "
-                  f"median difference {np.median(diffs):+.2f} dB, worst {min(diffs):+.2f} dB."]
+        lines += [
+            "",
+            f"Per image: stopping better in {sum(d > 0 for d in diffs)} of {len(diffs)}, "
+            f"median difference {np.median(diffs):+.2f} dB, worst {min(diffs):+.2f} dB.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -512,8 +677,13 @@ def _plot(rows, present, case_order, cell, med_t) -> None:
         if m == "noisy input":
             continue
         ax.scatter(max(med_t[m], 1e-3), np.mean(vals), s=40)
-        ax.annotate(f"{m} ({len(vals)} cases)", (max(med_t[m], 1e-3), np.mean(vals)), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")
+        ax.annotate(
+            f"{m} ({len(vals)} cases)",
+            (max(med_t[m], 1e-3), np.mean(vals)),
+            fontsize=7,
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("median seconds per 256x256 image (CPU)")
     ax.set_ylabel("mean PSNR over the cases it ran on (dB)")
@@ -531,7 +701,9 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--cases", default=None, help="comma-separated globs, e.g. 'set12-*,fmd-real'")
-    r.add_argument("--methods", default=None, help="comma-separated globs, e.g. 'BM3D*,zero-shot fast'")
+    r.add_argument(
+        "--methods", default=None, help="comma-separated globs, e.g. 'BM3D*,zero-shot fast'"
+    )
     r.add_argument("--threads", type=int, default=1)
     sub.add_parser("report")
     args = p.parse_args(argv)

@@ -64,20 +64,25 @@ DATA = HERE.parent.parent / "shared" / "data"
 def volume_path(work: Path, n_slices: int) -> Path:
     """A noisy uint16 volume of ``n_slices`` x 1024 x 1024 under ``work``, written once."""
     import zarr
-
     from volume import clean_slab
 
     path = work / f"noisy_{n_slices}x{YX}x{YX}.zarr"
     if path.exists() and zarr.open_array(str(path), mode="r").attrs.get("complete"):
         return path
     base = clean_slab(0, 16, (16, YX, YX), seed=0)
-    arr = zarr.create_array(store=str(path), shape=(n_slices, YX, YX), chunks=(SLAB, 256, 256),
-                            dtype="uint16", dimension_names=("z", "y", "x"), overwrite=True)
+    arr = zarr.create_array(
+        store=str(path),
+        shape=(n_slices, YX, YX),
+        chunks=(SLAB, 256, 256),
+        dtype="uint16",
+        dimension_names=("z", "y", "x"),
+        overwrite=True,
+    )
     for z0 in range(0, n_slices, SLAB):
         zs = range(z0, min(n_slices, z0 + SLAB))
         clean = np.stack([np.roll(base[z % 16], 7 * z, axis=1) for z in zs])
         noisy = noisy_slab(clean, z0, seed=0)
-        arr[zs.start:zs.stop] = np.clip(100 + 1000 * noisy, 0, 65535).astype(np.uint16)
+        arr[zs.start : zs.stop] = np.clip(100 + 1000 * noisy, 0, 65535).astype(np.uint16)
     arr.attrs["complete"] = True
     return path
 
@@ -90,15 +95,39 @@ def _spec(text: str) -> tuple[str, str]:
 
 
 def _append(row: dict) -> None:
-    row = {**row, "machine": machine(), "when": datetime.datetime.now().isoformat(timespec="seconds")}
+    row = {
+        **row,
+        "machine": machine(),
+        "when": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     with RAW.open("a") as f:
         f.write(json.dumps(row) + "\n")
 
 
-def _cli(inp: Path, out: Path, method: str, preset: str, extra=(), device: str = "cpu") -> list[str]:
-    return [sys.executable, "-m", "napari_masked_denoise.cli", "run", str(inp), str(out), "--method", method,
-            "--preset", preset, "--axes", "ZYX", "--mode", "once", "--device", device, "--overwrite",
-            "--quiet", *extra]
+def _cli(
+    inp: Path, out: Path, method: str, preset: str, extra=(), device: str = "cpu"
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "napari_masked_denoise.cli",
+        "run",
+        str(inp),
+        str(out),
+        "--method",
+        method,
+        "--preset",
+        preset,
+        "--axes",
+        "ZYX",
+        "--mode",
+        "once",
+        "--device",
+        device,
+        "--overwrite",
+        "--quiet",
+        *extra,
+    ]
 
 
 # --------------------------------------------------------------------------- parts
@@ -114,13 +143,27 @@ def run_volumes(args) -> None:
             out = work / "out.zarr"
             res = run_cli(_cli(inp, out, name, preset, args.extra, args.device), work)
             shutil.rmtree(out, ignore_errors=True)
-            row = {"part": "volumes", "method": name, "preset": preset, "slices": n,
-                   "device": args.device, "mvox": n * YX * YX / 1e6, "wall_s": res["wall_s"], "engine_s": res["cli_s"],
-                   "rss_mib": res["maxrss_kib"] / 1024, "tiles": res["tiles"], "extra": list(args.extra),
-                   "tiling": "exact" if ", exact)" in res["stdout"] else "blended", "label": args.label}
+            row = {
+                "part": "volumes",
+                "method": name,
+                "preset": preset,
+                "slices": n,
+                "device": args.device,
+                "mvox": n * YX * YX / 1e6,
+                "wall_s": res["wall_s"],
+                "engine_s": res["cli_s"],
+                "rss_mib": res["maxrss_kib"] / 1024,
+                "tiles": res["tiles"],
+                "extra": list(args.extra),
+                "tiling": "exact" if ", exact)" in res["stdout"] else "blended",
+                "label": args.label,
+            }
             _append(row)
-            print(f"[{n} slices] {name}:{preset} {row['wall_s']:.1f} s wall, {row['engine_s']:.1f} s engine, "
-                  f"{row['mvox'] / row['engine_s']:.3f} Mvoxel/s, {row['rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"[{n} slices] {name}:{preset} {row['wall_s']:.1f} s wall, {row['engine_s']:.1f} s engine, "
+                f"{row['mvox'] / row['engine_s']:.3f} Mvoxel/s, {row['rss_mib']:.0f} MiB",
+                flush=True,
+            )
 
 
 def fmd_images():
@@ -152,12 +195,24 @@ def run_fmd(args) -> None:
             res = denoise(noisy, **kw)
             s = time.perf_counter() - t
             psnr = peak_signal_noise_ratio(clean, np.clip(res.denoised, 0, 1), data_range=1)
-            row = {"part": "fmd", "method": name, "preset": preset, "image": stem, "pixels": int(noisy.size),
-                   "seconds": s, "psnr": float(psnr), "psnr_noisy": float(peak_signal_noise_ratio(
-                       clean, np.clip(noisy, 0, 1), data_range=1)), "threads": args.threads}
+            row = {
+                "part": "fmd",
+                "method": name,
+                "preset": preset,
+                "image": stem,
+                "pixels": int(noisy.size),
+                "seconds": s,
+                "psnr": float(psnr),
+                "psnr_noisy": float(
+                    peak_signal_noise_ratio(clean, np.clip(noisy, 0, 1), data_range=1)
+                ),
+                "threads": args.threads,
+            }
             _append(row)
-            print(f"{name}:{preset} {stem}: {s:.2f} s, {noisy.size / s / 1e6:.3f} Mpixel/s, {psnr:.2f} dB",
-                  flush=True)
+            print(
+                f"{name}:{preset} {stem}: {s:.2f} s, {noisy.size / s / 1e6:.3f} Mpixel/s, {psnr:.2f} dB",
+                flush=True,
+            )
 
 
 def run_cluster(args) -> None:
@@ -175,15 +230,30 @@ def run_cluster(args) -> None:
         print(f"{label}: {res['wall_s']:.1f} s wall, {res['cli_s']:.1f} s engine", flush=True)
     a = zarr.open_group(str(work / "out_single.zarr"), mode="r")["denoised"]
     b = zarr.open_group(str(work / "out_workers2.zarr"), mode="r")["denoised"]
-    diff = max(float(np.abs(a[z:z + SLAB] - b[z:z + SLAB]).max()) for z in range(0, a.shape[0], SLAB))
+    diff = max(
+        float(np.abs(a[z : z + SLAB] - b[z : z + SLAB]).max()) for z in range(0, a.shape[0], SLAB)
+    )
     for label in walls:
         shutil.rmtree(work / f"out_{label.replace(' ', '')}.zarr", ignore_errors=True)
-    _append({"part": "cluster", "method": name, "preset": preset, "slices": args.size,
-             "mvox": args.size * YX * YX / 1e6, "single_wall_s": walls["single"][0],
-             "single_engine_s": walls["single"][1], "cluster_wall_s": walls["workers 2"][0],
-             "cluster_engine_s": walls["workers 2"][1], "max_abs_diff": diff,
-             "single_rss_mib": walls["single"][2], "cluster_rss_mib": walls["workers 2"][2]})
-    print(f"cluster / single: {walls['workers 2'][0] / walls['single'][0]:.3f} (wall); max |diff| {diff:.2e}")
+    _append(
+        {
+            "part": "cluster",
+            "method": name,
+            "preset": preset,
+            "slices": args.size,
+            "mvox": args.size * YX * YX / 1e6,
+            "single_wall_s": walls["single"][0],
+            "single_engine_s": walls["single"][1],
+            "cluster_wall_s": walls["workers 2"][0],
+            "cluster_engine_s": walls["workers 2"][1],
+            "max_abs_diff": diff,
+            "single_rss_mib": walls["single"][2],
+            "cluster_rss_mib": walls["workers 2"][2],
+        }
+    )
+    print(
+        f"cluster / single: {walls['workers 2'][0] / walls['single'][0]:.3f} (wall); max |diff| {diff:.2e}"
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -197,37 +267,61 @@ def _latest(rows, key):
 
 def report(args) -> None:
     rows = read_rows(RAW)
-    vol = _latest([r for r in rows if r["part"] == "volumes" and not r.get("extra") and not r.get("label")
-                   and r.get("device", "cpu") == "cpu"], lambda r: (r["method"], r["preset"], r["slices"]))
-    before = _latest([r for r in rows if r["part"] == "volumes" and r.get("label") == "before"],
-                     lambda r: (r["method"], r["preset"], r["slices"]))
-    fmd = _latest([r for r in rows if r["part"] == "fmd"], lambda r: (r["method"], r["preset"], r["image"]))
+    vol = _latest(
+        [
+            r
+            for r in rows
+            if r["part"] == "volumes"
+            and not r.get("extra")
+            and not r.get("label")
+            and r.get("device", "cpu") == "cpu"
+        ],
+        lambda r: (r["method"], r["preset"], r["slices"]),
+    )
+    before = _latest(
+        [r for r in rows if r["part"] == "volumes" and r.get("label") == "before"],
+        lambda r: (r["method"], r["preset"], r["slices"]),
+    )
+    fmd = _latest(
+        [r for r in rows if r["part"] == "fmd"], lambda r: (r["method"], r["preset"], r["image"])
+    )
     clu = [r for r in rows if r["part"] == "cluster"]
     m = (rows[-1] if rows else {}).get("machine", {})
-    lines = [SECTION, "",
-             f"Measured with `python benchmarks/speed.py volumes|fmd|cluster ...` then `python benchmarks/speed.py "
-             f"report` ({min((r['when'] for r in rows), default='-')} to {max((r['when'] for r in rows), default='-')}); "
-             f"raw rows `benchmarks/speed_raw.jsonl`; the commands are in the script's docstring.",
-             "",
-             f"- machine: {m.get('nproc')} CPU cores ({m.get('cpu')}), {m.get('ram_gib', float('nan')):.1f} GiB RAM, "
-             f"torch {m.get('torch')}, Python {m.get('python')}; no GPU was lent to these sessions, so there are no GPU rows.",
-             "- volumes: noisy uint16 zarr on disk, Z x 1024 x 1024, chunks 8 x 256 x 256; CLI `--mode once --device cpu`, "
-             "default tile and plane batch; engine s: the CLI's own `time` (adaptation and tiles); wall s: the whole "
-             "process (Python and torch start-up included); peak RSS of the CLI process.",
-             ""]
+    lines = [
+        SECTION,
+        "",
+        f"Measured with `python benchmarks/speed.py volumes|fmd|cluster ...` then `python benchmarks/speed.py "
+        f"report` ({min((r['when'] for r in rows), default='-')} to {max((r['when'] for r in rows), default='-')}); "
+        f"raw rows `benchmarks/speed_raw.jsonl`; the commands are in the script's docstring.",
+        "",
+        f"- machine: {m.get('nproc')} CPU cores ({m.get('cpu')}), {m.get('ram_gib', float('nan')):.1f} GiB RAM, "
+        f"torch {m.get('torch')}, Python {m.get('python')}; "
+        "no GPU was lent to these sessions, so there are no GPU rows.",
+        "- volumes: noisy uint16 zarr on disk, Z x 1024 x 1024, chunks 8 x 256 x 256; CLI `--mode once --device cpu`, "
+        "default tile and plane batch; engine s: the CLI's own `time` (adaptation and tiles); wall s: the whole "
+        "process (Python and torch start-up included); peak RSS of the CLI process.",
+        "",
+    ]
     if vol:
-        lines += ["| method | Z slices | Mvoxel | tiles, tiling | wall s | engine s | Mvoxel/s (engine) | s per Gvoxel | peak RSS MiB |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| method | Z slices | Mvoxel | tiles, tiling | wall s | engine s | Mvoxel/s (engine) "
+            "| s per Gvoxel | peak RSS MiB |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
         for r in sorted(vol, key=lambda r: (r["method"], r["preset"], r["slices"])):
-            lines.append(f"| {r['method']}:{r['preset']} | {r['slices']} | {r['mvox']:.0f} | {r['tiles']}, {r['tiling']} | "
-                         f"{r['wall_s']:.1f} | {r['engine_s']:.1f} | {r['mvox'] / r['engine_s']:.3f} | "
-                         f"{1000 * r['engine_s'] / r['mvox']:.0f} | {r['rss_mib']:.0f} |")
+            lines.append(
+                f"| {r['method']}:{r['preset']} | {r['slices']} | {r['mvox']:.0f} | {r['tiles']}, {r['tiling']} | "
+                f"{r['wall_s']:.1f} | {r['engine_s']:.1f} | {r['mvox'] / r['engine_s']:.3f} | "
+                f"{1000 * r['engine_s'] / r['mvox']:.0f} | {r['rss_mib']:.0f} |"
+            )
         lines.append("")
         lines += _scaling(vol)
         _plot(vol)
         lines += ["", "![time and memory against size](speed.png)", ""]
-    extra = _latest([r for r in rows if r["part"] == "volumes" and r.get("extra") and not r.get("label")],
-                    lambda r: (r["method"], r["preset"], r["slices"], tuple(r["extra"])))
+    extra = _latest(
+        [r for r in rows if r["part"] == "volumes" and r.get("extra") and not r.get("label")],
+        lambda r: (r["method"], r["preset"], r["slices"], tuple(r["extra"])),
+    )
     now = {(r["method"], r["preset"], r["slices"]): r for r in vol}
 
     def paired(tagged):
@@ -237,50 +331,74 @@ def report(args) -> None:
                 yield r, now[(r["method"], r["preset"], r["slices"])]
 
     if extra:
-        lines += ["### CLI options against the defaults, same volume", "",
-                  "| method | Z slices | option | default: engine s | with the option: engine s | speed-up |",
-                  "|---|---:|---|---:|---:|---:|"]
-        lines += [f"| {r['method']}:{r['preset']} | {r['slices']} | `{' '.join(r['extra'])}` | "
-                  f"{n['engine_s']:.1f} | {r['engine_s']:.1f} | {n['engine_s'] / r['engine_s']:.2f}x |"
-                  for r, n in paired(extra)] + [""]
+        lines += [
+            "### CLI options against the defaults, same volume",
+            "",
+            "| method | Z slices | option | default: engine s | with the option: engine s | speed-up |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['method']}:{r['preset']} | {r['slices']} | `{' '.join(r['extra'])}` | "
+            f"{n['engine_s']:.1f} | {r['engine_s']:.1f} | {n['engine_s'] / r['engine_s']:.2f}x |"
+            for r, n in paired(extra)
+        ] + [""]
     if before:
-        lines += ["### This engine against the engine before it (commit 93ef39e: overlapping blended tiles "
-                  "everywhere, no reader or writer thread, default tile 256 / 512)", "",
-                  "| method | Z slices | before: tiles, engine s | now: tiles, engine s | speed-up |",
-                  "|---|---:|---:|---:|---:|"]
-        lines += [f"| {b['method']}:{b['preset']} | {b['slices']} | {b['tiles']}, {b['engine_s']:.1f} | "
-                  f"{n['tiles']}, {n['engine_s']:.1f} | {b['engine_s'] / n['engine_s']:.2f}x |"
-                  for b, n in paired(before)] + [""]
+        lines += [
+            "### This engine against the engine before it (commit 93ef39e: overlapping blended tiles "
+            "everywhere, no reader or writer thread, default tile 256 / 512)",
+            "",
+            "| method | Z slices | before: tiles, engine s | now: tiles, engine s | speed-up |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {b['method']}:{b['preset']} | {b['slices']} | {b['tiles']}, {b['engine_s']:.1f} | "
+            f"{n['tiles']}, {n['engine_s']:.1f} | {b['engine_s'] / n['engine_s']:.2f}x |"
+            for b, n in paired(before)
+        ] + [""]
     if fmd:
-        lines += ["### On the real fluorescence pairs (4 images of 512 x 512, after a warm-up image)", "",
-                  f"Python API, `denoise(noisy, method, preset, axes='YX', device='cpu')`, "
-                  f"{fmd[0].get('threads')} torch threads; PSNR against the 50-frame average, clipped to [0, 1].", "",
-                  "| method | median s / image | Mpixel/s | x BM3D throughput | mean PSNR dB | noisy dB |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "### On the real fluorescence pairs (4 images of 512 x 512, after a warm-up image)",
+            "",
+            f"Python API, `denoise(noisy, method, preset, axes='YX', device='cpu')`, "
+            f"{fmd[0].get('threads')} torch threads; PSNR against the 50-frame average, clipped to [0, 1].",
+            "",
+            "| method | median s / image | Mpixel/s | x BM3D throughput | mean PSNR dB | noisy dB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         by = {}
         for r in fmd:
             by.setdefault((r["method"], r["preset"]), []).append(r)
         bm = by.get(("bm3d", "default"))
         bm_rate = np.median([r["pixels"] / r["seconds"] for r in bm]) if bm else None
-        for (name, preset), rs in sorted(by.items(), key=lambda kv: -np.median([r["pixels"] / r["seconds"] for r in kv[1]])):
+        for (name, preset), rs in sorted(
+            by.items(), key=lambda kv: -np.median([r["pixels"] / r["seconds"] for r in kv[1]])
+        ):
             rate = np.median([r["pixels"] / r["seconds"] for r in rs])
             ratio = f"{rate / bm_rate:.1f}" if bm_rate else "-"
-            lines.append(f"| {name}:{preset} | {np.median([r['seconds'] for r in rs]):.3f} | {rate / 1e6:.3f} | {ratio} | "
-                         f"{np.mean([r['psnr'] for r in rs]):.2f} | {np.mean([r['psnr_noisy'] for r in rs]):.2f} |")
+            lines.append(
+                f"| {name}:{preset} | {np.median([r['seconds'] for r in rs]):.3f} | {rate / 1e6:.3f} | {ratio} | "
+                f"{np.mean([r['psnr'] for r in rs]):.2f} | {np.mean([r['psnr_noisy'] for r in rs]):.2f} |"
+            )
         lines.append("")
     if clu:
-        lines += ["### Cluster mode: one process against a local dask cluster of 2 worker processes", "",
-                  "The same CLI command without and with `--workers 2` (one thread per worker: the same two "
-                  "cores), on Z x 1024 x 1024; every row is one pair of runs, in the order measured.", "",
-                  "| when | method | Z slices | Mvoxel | single wall s | cluster wall s | cluster / single (wall) | "
-                  "(engine) | max abs difference | peak RSS MiB single / largest worker-side process |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "### Cluster mode: one process against a local dask cluster of 2 worker processes",
+            "",
+            "The same CLI command without and with `--workers 2` (one thread per worker: the same two "
+            "cores), on Z x 1024 x 1024; every row is one pair of runs, in the order measured.",
+            "",
+            "| when | method | Z slices | Mvoxel | single wall s | cluster wall s | cluster / single (wall) | "
+            "(engine) | max abs difference | peak RSS MiB single / largest worker-side process |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in clu:
-            lines.append(f"| {r['when']} | {r['method']}:{r['preset']} | {r['slices']} | {r['mvox']:.0f} | "
-                         f"{r['single_wall_s']:.1f} | {r['cluster_wall_s']:.1f} | "
-                         f"{r['cluster_wall_s'] / r['single_wall_s']:.3f} | "
-                         f"{r['cluster_engine_s'] / r['single_engine_s']:.3f} | {r['max_abs_diff']:.1e} | "
-                         f"{r['single_rss_mib']:.0f} / {r['cluster_rss_mib']:.0f} |")
+            lines.append(
+                f"| {r['when']} | {r['method']}:{r['preset']} | {r['slices']} | {r['mvox']:.0f} | "
+                f"{r['single_wall_s']:.1f} | {r['cluster_wall_s']:.1f} | "
+                f"{r['cluster_wall_s'] / r['single_wall_s']:.3f} | "
+                f"{r['cluster_engine_s'] / r['single_engine_s']:.3f} | {r['max_abs_diff']:.1e} | "
+                f"{r['single_rss_mib']:.0f} / {r['cluster_rss_mib']:.0f} |"
+            )
         lines.append("")
     update_section(SECTION, "\n".join(lines) + "\n", RESULTS)
     print("\n".join(lines))
@@ -301,10 +419,13 @@ def _scaling(vol) -> list[str]:
         per = [r["engine_s"] / r["mvox"] for r in rs]
         ref = per[-1]
         worst = max(abs(p / ref - 1) for p in per)
-        out.append(f"- `{name}:{preset}`, {rs[0]['mvox']:.0f} to {rs[-1]['mvox']:.0f} Mvoxel ({len(rs)} sizes): peak RSS "
-                   f"{min(rss):.0f} to {max(rss):.0f} MiB, the largest {max(rss) / min(rss):.2f}x the smallest (target: "
-                   f"within 1.20x); engine seconds per voxel within {100 * worst:.1f}% of the largest size's (target: 15%); "
-                   f"wall time per voxel {rs[0]['wall_s'] / rs[0]['mvox'] * 1000:.0f} to {rs[-1]['wall_s'] / rs[-1]['mvox'] * 1000:.0f} s per Gvoxel.")
+        out.append(
+            f"- `{name}:{preset}`, {rs[0]['mvox']:.0f} to {rs[-1]['mvox']:.0f} Mvoxel ({len(rs)} sizes): peak RSS "
+            f"{min(rss):.0f} to {max(rss):.0f} MiB, the largest {max(rss) / min(rss):.2f}x the smallest (target: "
+            f"within 1.20x); engine seconds per voxel within {100 * worst:.1f}% of the largest size's (target: 15%); "
+            f"wall time per voxel {rs[0]['wall_s'] / rs[0]['mvox'] * 1000:.0f} to "
+            f"{rs[-1]['wall_s'] / rs[-1]['mvox'] * 1000:.0f} s per Gvoxel."
+        )
     return out
 
 
@@ -339,10 +460,16 @@ def main(argv=None) -> int:
     v.add_argument("--workdir", default="/tmp/speed")
     v.add_argument("--extra", action="append", default=[], help="extra CLI argument (repeatable)")
     v.add_argument("--device", default="cpu", help="cpu, or cuda on a lent GPU")
-    v.add_argument("--label", default="", help="tag the rows (e.g. 'before': the engine of another "
-                   "commit, run with PYTHONPATH=WORKTREE/src); tagged rows are compared, not tabled")
+    v.add_argument(
+        "--label",
+        default="",
+        help="tag the rows (e.g. 'before': the engine of another "
+        "commit, run with PYTHONPATH=WORKTREE/src); tagged rows are compared, not tabled",
+    )
     f = sub.add_parser("fmd")
-    f.add_argument("--methods", default="meta-tta:no-adapt,ttt-mim:no-adapt,tv:fixed,nlm:default,bm3d:default")
+    f.add_argument(
+        "--methods", default="meta-tta:no-adapt,ttt-mim:no-adapt,tv:fixed,nlm:default,bm3d:default"
+    )
     f.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("cluster")
     c.add_argument("--size", type=int, default=64)
@@ -350,7 +477,9 @@ def main(argv=None) -> int:
     c.add_argument("--workdir", default="/tmp/speed")
     sub.add_parser("report")
     args = p.parse_args(argv)
-    {"volumes": run_volumes, "fmd": run_fmd, "cluster": run_cluster, "report": report}[args.part](args)
+    {"volumes": run_volumes, "fmd": run_fmd, "cluster": run_cluster, "report": report}[args.part](
+        args
+    )
     return 0
 
 

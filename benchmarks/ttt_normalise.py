@@ -31,19 +31,25 @@ def main() -> int:
     torch.set_num_threads(2)
     files = sorted(DATA.glob("*.png"))
     val = [f for i, f in enumerate(files) if i % VAL_EVERY_NTH == VAL_EVERY_NTH - 1][:4]
-    nets = {flag: get_method("ttt-mim")(preset="no-adapt", mode="per-tile", device=torch.device("cpu"),
-                                        normalise_noise=flag) for flag in (True, False)}
+    nets = {
+        flag: get_method("ttt-mim")(
+            preset="no-adapt", mode="per-tile", device=torch.device("cpu"), normalise_noise=flag
+        )
+        for flag in (True, False)
+    }
     for k, (noise, add) in enumerate(NOISES.items()):
         scores = {True: [], False: []}
         for j, path in enumerate(val):
             img = gray01(io.imread(path))
             h, w = img.shape
-            clean = img[(h - 256) // 2:(h + 256) // 2, (w - 256) // 2:(w + 256) // 2]
+            clean = img[(h - 256) // 2 : (h + 256) // 2, (w - 256) // 2 : (w + 256) // 2]
             noisy = add(clean, np.random.default_rng(100 * k + j)).astype(np.float32)[None]
             for flag, m in nets.items():
                 out = m.process(noisy, Coords([0]))[0]
                 scores[flag].append(psnr(clean, np.clip(out, 0, 1), data_range=1))
-        print(f"{noise:22s} normalised {np.mean(scores[True]):.2f}  plain {np.mean(scores[False]):.2f}")
+        print(
+            f"{noise:22s} normalised {np.mean(scores[True]):.2f}  plain {np.mean(scores[False]):.2f}"
+        )
     return 0
 
 

@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 sys.path.insert(0, str(HERE))
 from _common import update_section  # noqa: E402
+
 SECTION = "## Volume throughput and memory (CLI)"
 
 SLAB = 8  # slices generated / evaluated at a time
@@ -128,8 +129,12 @@ def write_volume(folder: Path, shape, seed: int, chunks) -> tuple[Path, Path, fl
     paths = folder / "clean.zarr", folder / "noisy.zarr"
     arrs = [
         zarr.create_array(
-            store=str(p), shape=shape, chunks=chunks, dtype="float32",
-            dimension_names=("z", "y", "x"), overwrite=True,
+            store=str(p),
+            shape=shape,
+            chunks=chunks,
+            dtype="float32",
+            dimension_names=("z", "y", "x"),
+            overwrite=True,
         )
         for p in paths
     ]
@@ -174,9 +179,22 @@ def psnr_slabwise(clean_path: Path, noisy_path: Path, denoised) -> dict:
 # --------------------------------------------------------------------------- the run
 def cli_command(inp: Path, out: Path, args) -> list[str]:
     cmd = [
-        sys.executable, "-m", "napari_masked_denoise.cli", "run", str(inp), str(out),
-        "--method", args.method, "--preset", args.preset, "--axes", "ZYX",
-        "--device", "cpu", "--overwrite", "--quiet",
+        sys.executable,
+        "-m",
+        "napari_masked_denoise.cli",
+        "run",
+        str(inp),
+        str(out),
+        "--method",
+        args.method,
+        "--preset",
+        args.preset,
+        "--axes",
+        "ZYX",
+        "--device",
+        "cpu",
+        "--overwrite",
+        "--quiet",
     ]
     if args.tile:
         cmd += ["--tile", str(args.tile)]
@@ -340,21 +358,39 @@ def update_results(text: str, path: Path = RESULTS) -> None:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="64,512", help="numbers of slices, comma-separated (default 64,512)")
+    p.add_argument(
+        "--sizes", default="64,512", help="numbers of slices, comma-separated (default 64,512)"
+    )
     p.add_argument("--yx", type=int, default=512, help="slice size in Y and X (default 512)")
     p.add_argument("--method", default="zero-shot")
     p.add_argument("--preset", default="fast")
     p.add_argument("--mode", choices=("once", "per-tile"), default=None, help="default: the CLI's")
-    p.add_argument("--tile", type=int, default=None, help="default: the method's (256; meta-tta 512)")
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option passed to the CLI (repeatable)")
-    p.add_argument("--chunk", type=int, default=256, help="input chunk size in Y and X (default 256)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="default: the method's (256; meta-tta 512)"
+    )
+    p.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option passed to the CLI (repeatable)",
+    )
+    p.add_argument(
+        "--chunk", type=int, default=256, help="input chunk size in Y and X (default 256)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where the volumes go (default: a temp folder)")
     p.add_argument("--keep", action="store_true", help="keep the volumes and outputs")
-    p.add_argument("--quick", action="store_true", help="smoke run: 8 x 128 x 128, RESULTS.md untouched")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 8 x 128 x 128, RESULTS.md untouched"
+    )
     p.add_argument("--no-results", action="store_true", help="do not write RESULTS.md")
-    p.add_argument("--label", default="", help="suffix of the RESULTS.md section title, so runs with different settings keep separate sections")
+    p.add_argument(
+        "--label",
+        default="",
+        help="suffix of the RESULTS.md section title, so runs with different settings keep separate sections",
+    )
     args = p.parse_args(argv)
     if args.quick:
         sizes, args.yx = [8], 128

@@ -18,7 +18,9 @@ from napari_masked_denoise.samples import write_samples
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "folder", nargs="?", default=str(Path(__file__).resolve().parent),
+        "folder",
+        nargs="?",
+        default=str(Path(__file__).resolve().parent),
         help="output folder (default: this script's folder)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise / structure seed (default 0)")

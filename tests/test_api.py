@@ -5,7 +5,6 @@ import napari_masked_denoise as nmd
 from napari_masked_denoise.core.axes import AxesGuessedWarning
 
 
-
 def test_denoise_returns_float32_arrays_of_the_input_shape(camera_noisy, psnr):
     clean, noisy = camera_noisy
     img = (np.clip(noisy, 0, 1) * 65535).astype(np.uint16)
@@ -36,7 +35,9 @@ def test_rgb_channels_are_denoised_independently():
 
 def test_denoise_to_zarr_and_list_methods(tmp_path):
     vol = np.random.default_rng(0).random((3, 40, 40)).astype(np.float32)
-    res = nmd.denoise_to_zarr(vol, tmp_path / "o.zarr", axes="ZYX", method="zero-shot", iterations=2, fill_passes=1)
+    res = nmd.denoise_to_zarr(
+        vol, tmp_path / "o.zarr", axes="ZYX", method="zero-shot", iterations=2, fill_passes=1
+    )
     assert res.complete and res.denoised.shape == vol.shape
     assert "zero-shot" in nmd.list_methods() and "fast" in nmd.list_methods()["zero-shot"]
 

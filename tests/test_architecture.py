@@ -16,8 +16,22 @@ import pytest
 
 PKG = "napari_masked_denoise"
 SRC = Path(__file__).resolve().parents[1] / "src" / PKG
-LAYER = {"core": 0, "_version": 0, "noise": 1, "nets": 1, "weights": 1, "methods": 2, "engine": 3,
-         "training": 3, "api": 4, "cli": 4, "report": 4, "samples": 4, "_napari": 4, "": 4}
+LAYER = {
+    "core": 0,
+    "_version": 0,
+    "noise": 1,
+    "nets": 1,
+    "weights": 1,
+    "methods": 2,
+    "engine": 3,
+    "training": 3,
+    "api": 4,
+    "cli": 4,
+    "report": 4,
+    "samples": 4,
+    "_napari": 4,
+    "": 4,
+}
 PURE = ("core", "noise", "nets", "weights", "methods", "engine", "training")
 
 
@@ -87,7 +101,7 @@ def test_no_import_circle():
             if t == m or (t != PKG and m.startswith(t + ".") and t.count(".") < m.count(".")):
                 continue  # a submodule importing its own package's __init__ (no code there runs it back)
             if state.get(t) == 1:
-                cycles.append(stack[stack.index(t):] + [t])
+                cycles.append(stack[stack.index(t) :] + [t])
             elif t not in state:
                 visit(t)
         stack.pop()

@@ -30,12 +30,21 @@ def test_bad_arrays_get_one_line_errors(image, axes, match):
 
 
 def test_inf_in_a_lazy_input_stops_with_an_incomplete_store(tmp_path):
-    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=(2, 48, 48), chunks=(1, 48, 48), dtype="f4")
+    src = zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=(2, 48, 48), chunks=(1, 48, 48), dtype="f4"
+    )
     data = np.random.default_rng(0).random((2, 48, 48)).astype(np.float32)
     data[1, 5, 5] = np.inf
     src[:] = data
     with pytest.raises(DenoiseError, match="NaN or Inf"):
-        denoise_to_zarr(src, tmp_path / "out.zarr", axes="ZYX", mode="per-tile", method="zero-shot", iterations=1)
+        denoise_to_zarr(
+            src,
+            tmp_path / "out.zarr",
+            axes="ZYX",
+            mode="per-tile",
+            method="zero-shot",
+            iterations=1,
+        )
     assert open_result(tmp_path / "out.zarr")["complete"] is False
 
 
@@ -58,7 +67,9 @@ def test_output_equal_to_input_is_refused(tmp_path):
     src = zarr.create_array(store=str(p), shape=(32, 32), dtype="f4")
     src[:] = 1.0
     with pytest.raises(DenoiseError, match="would overwrite the input"):
-        denoise_to_zarr(src, p, axes="YX", input_path=p, overwrite=True, method="zero-shot", iterations=1)
+        denoise_to_zarr(
+            src, p, axes="YX", input_path=p, overwrite=True, method="zero-shot", iterations=1
+        )
     assert zarr.open_array(str(p))[:].min() == 1.0
 
 

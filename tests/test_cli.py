@@ -11,8 +11,13 @@ FAST = ["--method", "zero-shot", "-o", "iterations=3", "-o", "fill_passes=1", "-
 @pytest.fixture
 def volume_store(tmp_path):
     p = tmp_path / "vol.zarr"
-    a = zarr.create_array(store=str(p), shape=(3, 48, 40), chunks=(1, 48, 40), dtype="u2",
-                          dimension_names=("z", "y", "x"))
+    a = zarr.create_array(
+        store=str(p),
+        shape=(3, 48, 40),
+        chunks=(1, 48, 40),
+        dtype="u2",
+        dimension_names=("z", "y", "x"),
+    )
     a[:] = np.random.default_rng(0).integers(0, 4000, (3, 48, 40), dtype=np.uint16)
     return p
 
@@ -30,15 +35,29 @@ def test_run_on_zarr_prints_a_summary(volume_store, tmp_path, capsys):
 def test_run_on_ome_zarr_uses_level_0_axes_and_scale(tmp_path):
     p = tmp_path / "ome.zarr"
     g = zarr.open_group(str(p), mode="w")
-    g.create_array("0", shape=(2, 40, 40), dtype="f4")[:] = np.random.default_rng(0).random((2, 40, 40))
+    g.create_array("0", shape=(2, 40, 40), dtype="f4")[:] = np.random.default_rng(0).random(
+        (2, 40, 40)
+    )
     g.create_array("1", shape=(2, 20, 20), dtype="f4")
-    g.attrs["multiscales"] = [{
-        "axes": [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
-        "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]},
-            {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 1.0, 1.0]}]},
-        ],
-    }]
+    g.attrs["multiscales"] = [
+        {
+            "axes": [
+                {"name": "z", "type": "space"},
+                {"name": "y", "type": "space"},
+                {"name": "x", "type": "space"},
+            ],
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}],
+                },
+                {
+                    "path": "1",
+                    "coordinateTransformations": [{"type": "scale", "scale": [2.0, 1.0, 1.0]}],
+                },
+            ],
+        }
+    ]
     assert main(["run", str(p), str(tmp_path / "o.zarr"), *FAST]) == 0
     out = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")["denoised"]
     assert out.shape == (2, 40, 40) and out.attrs["scale"] == [2.0, 0.5, 0.5]
@@ -72,10 +91,12 @@ def test_resume_and_overwrite(volume_store, tmp_path, capsys):
         (["run", "{vol}", "{vol}", "--overwrite"], "would overwrite the input"),
         (["run", "{vol}", "o.zarr", "--axes", "TZYX"], "4 letters but the array has 3"),
         (["run", "{vol}", "o.zarr", "--method", "nope"], "unknown method"),
-        (["run", "{vol}", "o.zarr", "--device", "cuda"] , "cuda"),
+        (["run", "{vol}", "o.zarr", "--device", "cuda"], "cuda"),
     ],
 )
-def test_errors_are_one_line_with_exit_code_2(volume_store, tmp_path, capsys, monkeypatch, args, match):
+def test_errors_are_one_line_with_exit_code_2(
+    volume_store, tmp_path, capsys, monkeypatch, args, match
+):
     monkeypatch.chdir(tmp_path)
     import torch
 

@@ -80,7 +80,14 @@ def test_write_samples_round_trip(tmp_path):
     import zarr
 
     paths = samples.write_samples(tmp_path, seed=0)
-    assert set(paths) == {"cell_noisy", "cell_clean", "ct_lowdose", "ct_clean", "volume", "volume_clean"}
+    assert set(paths) == {
+        "cell_noisy",
+        "cell_clean",
+        "ct_lowdose",
+        "ct_clean",
+        "volume",
+        "volume_clean",
+    }
     for p in paths.values():
         assert p.exists() and p.parent == tmp_path
 

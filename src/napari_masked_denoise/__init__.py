@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["denoise", "denoise_to_zarr", "DenoiseResult", "DenoiseError", "list_methods", "__version__"]
+__all__ = [
+    "denoise",
+    "denoise_to_zarr",
+    "DenoiseResult",
+    "DenoiseError",
+    "list_methods",
+    "__version__",
+]
 
 
 def __getattr__(name):

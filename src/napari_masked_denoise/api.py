@@ -104,15 +104,29 @@ def denoise(
     -------
     DenoiseResult
     """
-    settings = RunSettings(method=method, preset=preset, axes=axes, device=device, seed=seed, tile=tile,
-                           mode=mode, options=options)
+    settings = RunSettings(
+        method=method,
+        preset=preset,
+        axes=axes,
+        device=device,
+        seed=seed,
+        tile=tile,
+        mode=mode,
+        options=options,
+    )
     res = run_to_completion(denoise_iter(image, None, settings), progress)
     _warn_guess(res)
     return DenoiseResult(
         denoised=np.asarray(res.denoised[...]),
         noise_map=np.asarray(res.noise_map[...]),
-        sigma=res.sigma, axes=res.axes, axes_guessed=res.axes_guessed, method=res.method,
-        preset=res.preset, mode=res.mode, seconds=res.seconds, info=res.info,
+        sigma=res.sigma,
+        axes=res.axes,
+        axes_guessed=res.axes_guessed,
+        method=res.method,
+        preset=res.preset,
+        mode=res.mode,
+        seconds=res.seconds,
+        info=res.info,
         extras={k: np.asarray(v[...]) for k, v in res.extras.items()},
     )
 
@@ -182,9 +196,20 @@ def denoise_to_zarr(
         For a bad input or setting, with a one-line message, before the output exists.
     """
     settings = RunSettings(
-        method=method, preset=preset, axes=axes, device=device, seed=seed, tile=tile, mode=mode,
-        resume=resume, overwrite=overwrite, scale=scale, input_path=input_path, options=options,
-        precision=precision, compile=compile,
+        method=method,
+        preset=preset,
+        axes=axes,
+        device=device,
+        seed=seed,
+        tile=tile,
+        mode=mode,
+        resume=resume,
+        overwrite=overwrite,
+        scale=scale,
+        input_path=input_path,
+        options=options,
+        precision=precision,
+        compile=compile,
     )
     res = run_to_completion(denoise_iter(image, output, settings, scheduler=scheduler), progress)
     _warn_guess(res)
@@ -201,7 +226,10 @@ def list_methods() -> dict[str, dict[str, str]]:
     """
     from .methods import describe_methods
 
-    return {name: {p: pr.description for p, pr in presets.items()} for name, _, presets in describe_methods()}
+    return {
+        name: {p: pr.description for p, pr in presets.items()}
+        for name, _, presets in describe_methods()
+    }
 
 
 __all__ += ["Progress"]

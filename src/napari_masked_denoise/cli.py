@@ -27,40 +27,72 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="masked-denoise",
         description="Denoise microscopy and CT images and volumes with masked-image-modelling "
-                    "methods.",
+        "methods.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="denoise INPUT into the zarr store OUTPUT")
     r.add_argument("input", help="zarr / OME-Zarr store (or an array inside one), TIFF or PNG")
     r.add_argument("output", help="zarr store to write (arrays 'denoised' and 'noise_map')")
-    r.add_argument("--method", default="auto",
-                   help="see 'masked-denoise methods'; default auto: the best of its candidates "
-                        "by their estimated error (held-out pixels, or -o score=sure)")
+    r.add_argument(
+        "--method",
+        default="auto",
+        help="see 'masked-denoise methods'; default auto: the best of its candidates "
+        "by their estimated error (held-out pixels, or -o score=sure)",
+    )
     r.add_argument("--preset", default=None, help="default: the method's first")
     r.add_argument("--axes", default=None, help="e.g. ZYX, TCZYX, YXC; guessed for 2-D/3-D")
-    r.add_argument("--mode", choices=("per-tile", "once"), default=None,
-                   help="adapt per tile, or once on a sample then process every tile "
-                        "(default: per-tile for one 2-D image, once for volumes)")
+    r.add_argument(
+        "--mode",
+        choices=("per-tile", "once"),
+        default=None,
+        help="adapt per tile, or once on a sample then process every tile "
+        "(default: per-tile for one 2-D image, once for volumes)",
+    )
     r.add_argument("--device", default=None, help="auto (default), cpu, cuda or mps")
-    r.add_argument("--tile", type=int, default=None,
-                   help="tile size in Y and X (default: 1024 for a fixed network in once mode, "
-                        "else the method's, 256; 512 for meta-tta and classical methods)")
+    r.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size in Y and X (default: 1024 for a fixed network in once mode, "
+        "else the method's, 256; 512 for meta-tta and classical methods)",
+    )
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE",
-                   help="method option overriding the preset, e.g. -o iterations=50")
-    r.add_argument("--precision", choices=("float32", "mixed"), default="float32",
-                   help="mixed: the fixed network of once mode under autocast (float16 on CUDA "
-                        "GPUs; faster there, results within about 1e-3)")
-    r.add_argument("--compile", action="store_true",
-                   help="torch.compile the fixed network of once mode (tens of seconds up front; "
-                        "long runs)")
+    r.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        type=_parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option overriding the preset, e.g. -o iterations=50",
+    )
+    r.add_argument(
+        "--precision",
+        choices=("float32", "mixed"),
+        default="float32",
+        help="mixed: the fixed network of once mode under autocast (float16 on CUDA "
+        "GPUs; faster there, results within about 1e-3)",
+    )
+    r.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the fixed network of once mode (tens of seconds up front; long runs)",
+    )
     where = r.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run the tiles on a dask.distributed cluster (e.g. tcp://host:8786); "
-                            "its workers must reach INPUT and OUTPUT")
-    where.add_argument("--workers", type=int, metavar="N", default=None,
-                       help="run the tiles on a local dask cluster of N worker processes")
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the tiles on a dask.distributed cluster (e.g. tcp://host:8786); "
+        "its workers must reach INPUT and OUTPUT",
+    )
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=None,
+        help="run the tiles on a local dask cluster of N worker processes",
+    )
     r.add_argument("--resume", action="store_true", help="finish an interrupted run")
     r.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT store")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -115,10 +147,20 @@ def _run(args) -> int:
 
     inp = read_input(args.input)
     settings = RunSettings(
-        method=args.method, preset=args.preset, axes=args.axes or inp.axes, mode=args.mode,
-        device=args.device, seed=args.seed, tile=args.tile, resume=args.resume,
-        overwrite=args.overwrite, scale=inp.scale, input_path=inp.path, options=dict(args.option),
-        precision=args.precision, compile=args.compile,
+        method=args.method,
+        preset=args.preset,
+        axes=args.axes or inp.axes,
+        mode=args.mode,
+        device=args.device,
+        seed=args.seed,
+        tile=args.tile,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        scale=inp.scale,
+        input_path=inp.path,
+        options=dict(args.option),
+        precision=args.precision,
+        compile=args.compile,
     )
     guessed_note = "" if args.axes or inp.axes else " (guessed; pass --axes to set)"
     scheduler = args.scheduler if args.workers is None else args.workers
@@ -129,8 +171,10 @@ def _run(args) -> int:
         res = run_to_completion(gen, bar)
     except KeyboardInterrupt:
         bar.close()
-        print(f"masked-denoise: interrupted; {args.output} is incomplete, finish it with --resume",
-              file=sys.stderr)
+        print(
+            f"masked-denoise: interrupted; {args.output} is incomplete, finish it with --resume",
+            file=sys.stderr,
+        )
         return 130
     bar.close()
     for line in run_summary(res, inp.path, time.perf_counter() - t0, guessed_note):

@@ -38,35 +38,44 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     lines = []
     if report.get("stopped_at"):
         it = report["stopped_at"]
-        lines.append(f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) "
-                     f"of {len(it)} tile(s), where the held-out loss was lowest")
+        lines.append(
+            f"stopped  at iteration {min(it)}-{max(it)} (median {int(np.median(it))}) "
+            f"of {len(it)} tile(s), where the held-out loss was lowest"
+        )
     if not report.get("choice"):
         return lines
     span = float(intensity_range[1] - intensity_range[0])
     sure = report.get("score") == "sure"
     how = "SURE" if sure else "held-out pixels"
     why = f", {report['score_reason']}" if report.get("score_reason") else ""
-    lines.append(f"chose    {report['choice']} (lowest estimated error of "
-                 f"{len(report['scores'])} candidates, by {how}{why})")
+    lines.append(
+        f"chose    {report['choice']} (lowest estimated error of "
+        f"{len(report['scores'])} candidates, by {how}{why})"
+    )
     corr = report.get("noise_correlation")
     impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
     if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
-        lines.append("warning  the noise looks spatially correlated "
-                     f"(lag-2/lag-1 ratio {corr:.2f}): the error estimates, and so the choice, "
-                     "are unreliable (benchmarks/RESULTS.md)")
+        lines.append(
+            "warning  the noise looks spatially correlated "
+            f"(lag-2/lag-1 ratio {corr:.2f}): the error estimates, and so the choice, "
+            "are unreliable (benchmarks/RESULTS.md)"
+        )
     mse, gain = report.get("estimated_mse"), report.get("estimated_gain_db")
     if mse is not None and gain is not None and np.isfinite(gain):
-        lines.append(f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
-                     f"PSNR gain {gain:+.1f} dB over the input ({how}; noise sigma "
-                     f"{report['noise_sigma'] * span:.4g})")
+        lines.append(
+            f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
+            f"PSNR gain {gain:+.1f} dB over the input ({how}; noise sigma "
+            f"{report['noise_sigma'] * span:.4g})"
+        )
     return lines + _ranked(report["scores"], sure, span)
 
 
 def _ranked(scores: dict, sure: bool, span: float) -> list[str]:
     """One line per candidate, the lowest estimated error first."""
     lines = []
-    ranked = sorted(scores.items(),
-                    key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0))
+    ranked = sorted(
+        scores.items(), key=lambda kv: (kv[1].get("loss") is None, kv[1].get("loss") or 0.0)
+    )
     best = ranked[0][1]["loss"]
     for spec, sc in ranked:
         if sc.get("loss") is None:
@@ -75,8 +84,10 @@ def _ranked(scores: dict, sure: bool, span: float) -> list[str]:
             rms = math.sqrt(max(sc["loss"], 0.0)) * span
             lines.append(f"    {spec:24s} est. rms error {rms:9.4g}  {sc['seconds']:7.2f} s")
         else:
-            lines.append(f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  "
-                         f"{sc['seconds']:7.2f} s")
+            lines.append(
+                f"    {spec:24s} held-out loss {sc['loss'] / best:6.3f} x best  "
+                f"{sc['seconds']:7.2f} s"
+            )
     return lines
 
 

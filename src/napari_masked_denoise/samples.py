@@ -119,7 +119,9 @@ def _ct_slice(phantom: np.ndarray, z: int, n: int) -> np.ndarray:
     c = (size - 1) / 2.0
     # output pixel o samples the phantom at c + (o - c - shift) / s
     offset = c - (c + shift) / s
-    out = affine_transform(phantom, np.eye(2) / s, offset=offset, order=1, mode="constant", cval=0.0)
+    out = affine_transform(
+        phantom, np.eye(2) / s, offset=offset, order=1, mode="constant", cval=0.0
+    )
     # radon's circle=True requires zero outside the inscribed circle
     yy, xx = np.mgrid[:size, :size]
     out[(yy - c) ** 2 + (xx - c) ** 2 > (size / 2.0) ** 2] = 0.0

@@ -162,8 +162,9 @@ def test_a_cancelled_large_run_leaves_no_temporary_store(viewer_widget, qtbot, m
     assert not Path(folder).exists() and folder not in temp_stores.TEMP_FOLDERS
 
 
-def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(viewer_widget, qtbot, monkeypatch,
-                                                                      tmp_path):
+def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(
+    viewer_widget, qtbot, monkeypatch, tmp_path
+):
     """A zarr-backed volume layer: no read of the input ever takes more than a tile's
     planes, the results are zarr arrays on disk, and the GUI thread keeps handling
     events while the worker denoises."""
@@ -174,7 +175,9 @@ def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(viewer_wi
 
     monkeypatch.setattr(widget_mod, "MEMORY_LIMIT_VOXELS", 1000)
     vol = _image((6, 192, 192))
-    src = zarr.create_array(store=str(tmp_path / "vol.zarr"), shape=vol.shape, chunks=(1, 48, 48), dtype="f4")
+    src = zarr.create_array(
+        store=str(tmp_path / "vol.zarr"), shape=vol.shape, chunks=(1, 48, 48), dtype="f4"
+    )
     src[:] = vol
     viewer, widget = viewer_widget  # zero-shot with a small network
     viewer.add_image(src, name="vol", contrast_limits=(0, 1))
@@ -341,7 +344,9 @@ def test_ttt_mim_runs_and_previews_from_the_widget(viewer_widget, qtbot):
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "ttt-mim" and widget.last_result.complete
     assert viewer.layers["vol denoised"].data.shape == (3, 64, 64)
-    assert float(np.std(viewer.layers["vol denoised"].data)) < float(np.std(viewer.layers["vol"].data))
+    assert float(np.std(viewer.layers["vol denoised"].data)) < float(
+        np.std(viewer.layers["vol"].data)
+    )
     widget.preview()
     _wait_idle(qtbot, widget)
     assert "vol preview" in viewer.layers
@@ -383,7 +388,10 @@ def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
     _wait_idle(qtbot, widget)
     assert widget.status.value.startswith("error:") and "weights" in widget.status.value
     assert [lay.name for lay in viewer.layers] == ["vol"]
-    widget.options = {"weights": "none", "widths": (8, 16, 2, 2)}  # own (here: untrained) weights run
+    widget.options = {
+        "weights": "none",
+        "widths": (8, 16, 2, 2),
+    }  # own (here: untrained) weights run
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "masked-transformer" and widget.last_result.complete

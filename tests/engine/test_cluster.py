@@ -13,7 +13,9 @@ pytest.importorskip("distributed")
 def client():
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -22,8 +24,12 @@ def client():
 
 def _volume(tmp_path, shape=(4, 96, 100)):
     rng = np.random.default_rng(7)
-    vol = (0.4 + 0.2 * np.sin(np.arange(shape[-1]) / 9) + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=shape, chunks=(2, 48, 50), dtype="f4")
+    vol = (0.4 + 0.2 * np.sin(np.arange(shape[-1]) / 9) + 0.1 * rng.standard_normal(shape)).astype(
+        np.float32
+    )
+    src = zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=shape, chunks=(2, 48, 50), dtype="f4"
+    )
     src[:] = vol
     return src, vol
 
@@ -40,11 +46,15 @@ def _no_local_tiles(monkeypatch):
 
 def test_cluster_run_writes_the_same_store_as_a_single_process(tmp_path, client, monkeypatch):
     src, vol = _volume(tmp_path)
-    kw = dict(method="ttt-mim", preset="fast", axes="ZYX", mode="once", tile=48, plane_batch=2, options={})
+    kw = dict(
+        method="ttt-mim", preset="fast", axes="ZYX", mode="once", tile=48, plane_batch=2, options={}
+    )
     single = run_to_completion(denoise_iter(src, tmp_path / "one.zarr", **kw))
     _no_local_tiles(monkeypatch)
     multi = run_to_completion(denoise_iter(src, tmp_path / "many.zarr", scheduler=client, **kw))
-    assert multi.info["tiling"] == "exact" and multi.info["tiles"] == 2 * (2 * 3)  # 2 blocks of 2 x 3 tiles
+    assert multi.info["tiling"] == "exact" and multi.info["tiles"] == 2 * (
+        2 * 3
+    )  # 2 blocks of 2 x 3 tiles
     assert multi.complete and open_result(tmp_path / "many.zarr")["complete"] is True
     g = zarr.open_group(str(tmp_path / "many.zarr"), mode="r")
     assert g["tiles_done"][...].all()
@@ -54,10 +64,18 @@ def test_cluster_run_writes_the_same_store_as_a_single_process(tmp_path, client,
     np.testing.assert_array_equal(src[...], vol)  # input untouched
 
 
-def test_blended_per_tile_run_from_a_numpy_input_equals_a_single_process(tmp_path, client, monkeypatch):
+def test_blended_per_tile_run_from_a_numpy_input_equals_a_single_process(
+    tmp_path, client, monkeypatch
+):
     vol = _volume(tmp_path, (3, 64, 72))[1]
-    kw = dict(method="zero-shot", axes="ZYX", mode="per-tile", tile=40, plane_batch=1,
-              options={"iterations": 3, "fill_passes": 2})
+    kw = dict(
+        method="zero-shot",
+        axes="ZYX",
+        mode="per-tile",
+        tile=40,
+        plane_batch=1,
+        options={"iterations": 3, "fill_passes": 2},
+    )
     single = run_to_completion(denoise_iter(vol, tmp_path / "one.zarr", **kw))
     _no_local_tiles(monkeypatch)
     multi = run_to_completion(denoise_iter(vol, tmp_path / "many.zarr", scheduler=client, **kw))
@@ -67,16 +85,29 @@ def test_blended_per_tile_run_from_a_numpy_input_equals_a_single_process(tmp_pat
 
 def test_cluster_mode_needs_an_output_on_disk(client):
     with pytest.raises(ValueError, match="output path"):
-        run_to_completion(denoise_iter(np.zeros((2, 40, 40), np.float32), None, scheduler=client,
-                                       method="tv", axes="ZYX"))
+        run_to_completion(
+            denoise_iter(
+                np.zeros((2, 40, 40), np.float32), None, scheduler=client, method="tv", axes="ZYX"
+            )
+        )
 
 
 def test_cli_with_local_worker_processes(tmp_path, capsys):
     from napari_masked_denoise.cli import main
 
     src, _ = _volume(tmp_path, (2, 64, 64))
-    args = [str(tmp_path / "in.zarr"), "--method", "meta-tta", "--preset", "no-adapt", "--axes", "ZYX",
-            "--tile", "32", "-q"]
+    args = [
+        str(tmp_path / "in.zarr"),
+        "--method",
+        "meta-tta",
+        "--preset",
+        "no-adapt",
+        "--axes",
+        "ZYX",
+        "--tile",
+        "32",
+        "-q",
+    ]
     assert main(["run", *args[:1], str(tmp_path / "one.zarr"), *args[1:]]) == 0
     assert main(["run", *args[:1], str(tmp_path / "two.zarr"), *args[1:], "--workers", "2"]) == 0
     out = capsys.readouterr().out

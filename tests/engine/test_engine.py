@@ -27,7 +27,9 @@ def test_tiled_equals_untiled_for_a_fixed_network(camera_noisy):
 
 def test_zarr_in_zarr_out_keeps_axes_scale_and_marks_complete(tmp_path):
     vol = np.random.default_rng(0).random((3, 2, 40, 48)).astype(np.float32)
-    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(1, 1, 40, 48), dtype="f4")
+    src = zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(1, 1, 40, 48), dtype="f4"
+    )
     src[:] = vol
     res = _run(src, tmp_path / "out.zarr", axes="ZCYX", tile=32, scale=[2.0, 1.0, 0.5, 0.5])
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
@@ -66,7 +68,9 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path, mode):
     assert meta["complete"] is False
     assert zarr.open_group(str(tmp_path / "part.zarr"))["tiles_done"][:].sum() == 3
 
-    gen = denoise_iter(vol, tmp_path / "part.zarr", method="zero-shot", options=FAST, resume=True, **kw)
+    gen = denoise_iter(
+        vol, tmp_path / "part.zarr", method="zero-shot", options=FAST, resume=True, **kw
+    )
     steps = []
     while True:
         try:
@@ -91,15 +95,23 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def _traced_peak(tmp_path, planes: int) -> int:
     shape = (planes, 256, 256)
-    src = zarr.create_array(store=str(tmp_path / f"in{planes}.zarr"), shape=shape,
-                            chunks=(1, 128, 128), dtype="f4")
+    src = zarr.create_array(
+        store=str(tmp_path / f"in{planes}.zarr"), shape=shape, chunks=(1, 128, 128), dtype="f4"
+    )
     rng = np.random.default_rng(0)
     for z in range(planes):
         src[z] = rng.random(shape[1:], dtype=np.float32)
     tracemalloc.start()
     try:
-        res = _run(src, tmp_path / f"out{planes}.zarr", axes="ZYX", tile=128, plane_batch=2,
-                   mode="once", options={"iterations": 1, "fill_passes": 1, "mask_ratio": 0.5})
+        res = _run(
+            src,
+            tmp_path / f"out{planes}.zarr",
+            axes="ZYX",
+            tile=128,
+            plane_batch=2,
+            mode="once",
+            options={"iterations": 1, "fill_passes": 1, "mask_ratio": 0.5},
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -120,11 +132,15 @@ def test_chunked_zarr_input_read_once_per_chunk_gives_the_same_result(tmp_path, 
     from napari_masked_denoise.engine import layout
 
     vol = np.random.default_rng(4).random((10, 40, 48)).astype(np.float32)
-    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(8, 24, 24), dtype="f4")
+    src = zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=vol.shape, chunks=(8, 24, 24), dtype="f4"
+    )
     src[:] = vol
     reads = []
     real_read = layout.read_block
-    monkeypatch.setattr(layout, "read_block", lambda image, idx: reads.append(idx) or real_read(image, idx))
+    monkeypatch.setattr(
+        layout, "read_block", lambda image, idx: reads.append(idx) or real_read(image, idx)
+    )
     kw = dict(axes="ZYX", mode="once", tile=32, plane_batch=1)
     a = _run(src, **kw)
     n_cached = len(reads)
@@ -143,7 +159,9 @@ def test_out_of_memory_is_retried_in_smaller_pieces_with_the_same_result(monkeyp
     from napari_masked_denoise.methods.ttt_mim import TTTMIM
 
     vol = np.random.default_rng(5).random((planes, 96, 80)).astype(np.float32)
-    kw = dict(method="ttt-mim", preset="no-adapt", axes="ZYX", mode="once", plane_batch=planes, options={})
+    kw = dict(
+        method="ttt-mim", preset="no-adapt", axes="ZYX", mode="once", plane_batch=planes, options={}
+    )
     ref = _run(vol, **kw)
     real, tried, ran = TTTMIM.process, [], []
 
@@ -172,8 +190,14 @@ def test_out_of_memory_on_the_smallest_piece_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(TTTMIM, "process", no_memory)
     with pytest.raises(ValueError, match="out of GPU memory on a tile of 1x"):
-        _run(np.zeros((2, 64, 64), np.float32) + 0.5, method="ttt-mim", preset="no-adapt", axes="ZYX",
-             mode="once", options={})
+        _run(
+            np.zeros((2, 64, 64), np.float32) + 0.5,
+            method="ttt-mim",
+            preset="no-adapt",
+            axes="ZYX",
+            mode="once",
+            options={},
+        )
 
 
 def test_mixed_precision_changes_the_result_only_slightly(camera_noisy):
@@ -202,14 +226,23 @@ def test_compile_wraps_the_calls_that_denoise_the_tiles(monkeypatch, method):
         def wrapper(*a, **k):
             called.append(fn)
             return fn(*a, **k)
+
         return wrapper
 
     vol = np.random.default_rng(6).random((2, 48, 48)).astype(np.float32)
-    kw = dict(method=method, preset="fast", axes="ZYX", mode="once", options={"iterations": 2} if method == "zero-shot" else {})
+    kw = dict(
+        method=method,
+        preset="fast",
+        axes="ZYX",
+        mode="once",
+        options={"iterations": 2} if method == "zero-shot" else {},
+    )
     ref = _run(vol, **kw)
     monkeypatch.setattr(torch, "compile", fake_compile)
     res = _run(vol, compile=True, **kw)
-    assert res.info["compiled"] and compiled and set(map(id, called)) >= {id(f) for f in compiled[:1]}
+    assert (
+        res.info["compiled"] and compiled and set(map(id, called)) >= {id(f) for f in compiled[:1]}
+    )
     np.testing.assert_allclose(res.denoised[...], ref.denoised[...], atol=1e-6)
     with pytest.raises(ValueError, match="no network calls to compile"):
         _run(vol, compile=True, method="tv", axes="ZYX", mode="once", options={})

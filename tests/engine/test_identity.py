@@ -29,8 +29,16 @@ def _ramp(shape, seed=0):
     return (100 + 1000 * rng.random(shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("axes, shape", [("YX", (70, 53)), ("ZYX", (3, 41, 66)), ("YXC", (40, 37, 3)),
-                                         ("TZYX", (2, 3, 33, 35)), ("CZYX", (2, 2, 34, 40))])
+@pytest.mark.parametrize(
+    "axes, shape",
+    [
+        ("YX", (70, 53)),
+        ("ZYX", (3, 41, 66)),
+        ("YXC", (40, 37, 3)),
+        ("TZYX", (2, 3, 33, 35)),
+        ("CZYX", (2, 2, 34, 40)),
+    ],
+)
 def test_every_layout_comes_back_unchanged(axes, shape):
     img = _ramp(shape)
     res = _run(img, method="identity", axes=axes, tile=32)
@@ -52,10 +60,14 @@ def test_integer_dask_and_zarr_inputs_give_the_same_store(tmp_path):
     import dask.array as da
 
     img = (np.random.default_rng(2).integers(0, 4000, (4, 48, 50))).astype(np.uint16)
-    src = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=img.shape, chunks=(2, 24, 24), dtype="u2")
+    src = zarr.create_array(
+        store=str(tmp_path / "in.zarr"), shape=img.shape, chunks=(2, 24, 24), dtype="u2"
+    )
     src[:] = img
-    outs = [_run(x, tmp_path / f"out{i}.zarr", method="identity", axes="ZYX", tile=32).denoised[...]
-            for i, x in enumerate((img, da.from_array(img, chunks=(1, 48, 50)), src))]
+    outs = [
+        _run(x, tmp_path / f"out{i}.zarr", method="identity", axes="ZYX", tile=32).denoised[...]
+        for i, x in enumerate((img, da.from_array(img, chunks=(1, 48, 50)), src))
+    ]
     for out in outs:
         np.testing.assert_allclose(out, img, atol=5e-3)
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -83,8 +95,17 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
 def test_settings_are_checked_before_anything_is_read_or_written(tmp_path):
     from napari_masked_denoise import DenoiseError
 
-    bad = [dict(tile=8), dict(seed=-1), dict(method="nope"), dict(preset="nope"), dict(mode="nope"),
-           dict(precision="half"), dict(plane_batch=0), dict(options={"nope": 1}), dict(seed="abc")]
+    bad = [
+        dict(tile=8),
+        dict(seed=-1),
+        dict(method="nope"),
+        dict(preset="nope"),
+        dict(mode="nope"),
+        dict(precision="half"),
+        dict(plane_batch=0),
+        dict(options={"nope": 1}),
+        dict(seed="abc"),
+    ]
     for fields in bad:
         with pytest.raises(DenoiseError):
             RunSettings(**{"method": "identity", **fields})

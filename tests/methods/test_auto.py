@@ -5,8 +5,14 @@ import pytest
 import zarr
 
 from napari_masked_denoise import DenoiseError, denoise, denoise_to_zarr
-from napari_masked_denoise.noise.holdout import Estimate, hide, holdout_loss, holdout_mask, noise_variance
 from napari_masked_denoise.core.masks import Coords
+from napari_masked_denoise.noise.holdout import (
+    Estimate,
+    hide,
+    holdout_loss,
+    holdout_mask,
+    noise_variance,
+)
 
 CHEAP = "wavelet,tv:fixed,nlm"
 
@@ -17,7 +23,12 @@ def test_holdout_mask_is_sparse_off_the_border_and_tiling_invariant(radius):
     share = m.mean() * (2 * radius + 1)
     assert 0.012 < share < 0.031
     b = radius + 1
-    assert not m[:, :b].any() and not m[:, -b:].any() and not m[:, :, :b].any() and not m[:, :, -b:].any()
+    assert (
+        not m[:, :b].any()
+        and not m[:, -b:].any()
+        and not m[:, :, :b].any()
+        and not m[:, :, -b:].any()
+    )
     if radius:  # blocks never touch: no other centre within 2 * radius (Chebyshev)
         n, ys, xs = np.nonzero(m)
         for k in range(0, len(ys), 7):
@@ -60,8 +71,10 @@ def test_holdout_loss_estimates_the_error_plus_the_noise_variance(camera_noisy):
     assert abs(est.mse - true_mse) < 0.5 * true_mse and np.isfinite(est.gain_db)
 
 
-@pytest.mark.parametrize("method,preset", [("tv", "fixed"), ("tv", "calibrated"), ("nlm", None),
-                                           ("wavelet", None), ("bm3d", None)])
+@pytest.mark.parametrize(
+    "method,preset",
+    [("tv", "fixed"), ("tv", "calibrated"), ("nlm", None), ("wavelet", None), ("bm3d", None)],
+)
 def test_classical_methods_denoise(camera_noisy, psnr, method, preset):
     if method == "bm3d":
         pytest.importorskip("bm3d")
@@ -98,8 +111,12 @@ def test_auto_picks_a_near_best_candidate_and_reports_its_estimate(camera_noisy,
         name, _, preset = spec.partition(":")
         true[spec] = psnr(clean, denoise(noisy, method=name, preset=preset, axes="YX").denoised)
     assert true[rep["choice"]] > max(true.values()) - 0.5
-    np.testing.assert_allclose(r.denoised, denoise(noisy, method=rep["choice"].split(":")[0],
-                                                   preset=rep["choice"].split(":")[1], axes="YX").denoised)
+    np.testing.assert_allclose(
+        r.denoised,
+        denoise(
+            noisy, method=rep["choice"].split(":")[0], preset=rep["choice"].split(":")[1], axes="YX"
+        ).denoised,
+    )
     # for white Gaussian noise the estimated gain is a conservative one: it is the gain at
     # held-out pixels, which the chosen method never saw (it uses a pixel's own value)
     assert rep["score"] == "held-out"
@@ -119,13 +136,16 @@ def test_auto_on_a_volume_chooses_once_and_resumes_with_its_choice(tmp_path):
     # an interrupted run finishes with the choice it made, without scoring again
     from napari_masked_denoise.engine import denoise_iter
 
-    gen = denoise_iter(vol, tmp_path / "p.zarr", axes="ZYX", tile=32, options={"candidates": "wavelet,tv:fixed"})
+    gen = denoise_iter(
+        vol, tmp_path / "p.zarr", axes="ZYX", tile=32, options={"candidates": "wavelet,tv:fixed"}
+    )
     for p in gen:
         if p.stage == "tiles" and p.done == 2:
             break
     gen.close()
-    res = denoise_to_zarr(vol, tmp_path / "p.zarr", axes="ZYX", candidates="wavelet,tv:fixed", tile=32,
-                          resume=True)
+    res = denoise_to_zarr(
+        vol, tmp_path / "p.zarr", axes="ZYX", candidates="wavelet,tv:fixed", tile=32, resume=True
+    )
     np.testing.assert_allclose(res.denoised[...], gen_res.denoised[...], atol=1e-6)
     assert res.info["method_report"]["choice"] == rep["choice"]
 
@@ -134,8 +154,12 @@ def test_auto_time_budget_and_bad_candidates():
     img = np.random.default_rng(3).random((48, 48)).astype(np.float32)
     r = denoise(img, axes="YX", candidates="wavelet,tv:calibrated", budget=1e-9)
     assert r.info["method_report"]["scores"]["tv:calibrated"]["skipped"] == "time budget"
-    for cands, match in [("magic", "unknown method"), ("tv:slow", "unknown preset"), ("", "at least one"),
-                         ("auto", "its own candidate")]:
+    for cands, match in [
+        ("magic", "unknown method"),
+        ("tv:slow", "unknown preset"),
+        ("", "at least one"),
+        ("auto", "its own candidate"),
+    ]:
         with pytest.raises(DenoiseError, match=match):
             denoise(img, axes="YX", candidates=cands)
 
@@ -147,8 +171,19 @@ def test_cli_summary_says_what_auto_chose(tmp_path, capsys):
 
     img = (np.random.default_rng(4).random((64, 64)) * 255).astype(np.uint8)
     io.imsave(tmp_path / "a.png", img, check_contrast=False)
-    assert main(["run", str(tmp_path / "a.png"), str(tmp_path / "o.zarr"), "-q",
-                 "-o", f"candidates={CHEAP}"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "a.png"),
+                str(tmp_path / "o.zarr"),
+                "-q",
+                "-o",
+                f"candidates={CHEAP}",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "method   auto / fast" in text and "chose    " in text and "held-out loss" in text
 
@@ -160,9 +195,12 @@ def test_overlapping_sample_crops_hold_out_the_same_pixels():
 
     from napari_masked_denoise.methods import get_method
 
-    auto = get_method("auto")(preset="fast", mode="per-tile", device=torch.device("cpu"), seed=0,
-                              candidates="wavelet")
-    m = auto._holdout(np.zeros((2, 64, 64), np.float32), Coords([11, 12], origins=[(0, 0, 0), (0, 10, 20)]))
+    auto = get_method("auto")(
+        preset="fast", mode="per-tile", device=torch.device("cpu"), seed=0, candidates="wavelet"
+    )
+    m = auto._holdout(
+        np.zeros((2, 64, 64), np.float32), Coords([11, 12], origins=[(0, 0, 0), (0, 10, 20)])
+    )
     assert m.any()
     np.testing.assert_array_equal(m[0, 11:-1, 21:-1], m[1, 1:-11, 1:-21])
 
@@ -196,4 +234,7 @@ def test_auto_warns_when_the_noise_looks_spatially_correlated(camera_noisy):
     for img, warned in ((noisy, False), (corr, True), (sp, False)):  # impulses are not correlation
         r = denoise(img, axes="YX", candidates="wavelet,tv:fixed")
         lines = describe_report(r.info["method_report"], r.info["intensity_range"])
-        assert any(line.startswith("warning  the noise looks spatially correlated") for line in lines) == warned
+        assert (
+            any(line.startswith("warning  the noise looks spatially correlated") for line in lines)
+            == warned
+        )

@@ -60,9 +60,9 @@ def test_halo_is_the_receptive_field_at_every_window_phase():
     def outside(reach):  # item k: everything farther than `reach` from centre k replaced
         xs = x.repeat(len(centres), 1, 1, 1)
         for k, c in enumerate(centres):
-            keep = xs[k, 0, c - reach:c + reach + 1, c - reach:c + reach + 1].clone()
+            keep = xs[k, 0, c - reach : c + reach + 1, c - reach : c + reach + 1].clone()
             xs[k] = 5.0
-            xs[k, 0, c - reach:c + reach + 1, c - reach:c + reach + 1] = keep
+            xs[k, 0, c - reach : c + reach + 1, c - reach : c + reach + 1] = keep
         return xs
 
     def centre_values(xs):
@@ -71,7 +71,9 @@ def test_halo_is_the_receptive_field_at_every_window_phase():
 
     with torch.no_grad():
         y = centre_values(x.repeat(len(centres), 1, 1, 1))
-        assert torch.equal(centre_values(outside(r)), y)  # nothing beyond r counts, not even rounding
+        assert torch.equal(
+            centre_values(outside(r)), y
+        )  # nothing beyond r counts, not even rounding
         assert not torch.equal(centre_values(outside(r - 1)), y)  # r is reached (weakly: 1e-7)
     assert _method(weights="none", widths=SMALL).halo == r
 
@@ -82,8 +84,12 @@ def test_tiled_equals_untiled_with_and_without_the_attention_mask(tmp_path, opti
 
     rng = np.random.default_rng(0)
     img = (0.4 + 0.1 * rng.standard_normal((2, 150, 170))).astype(np.float32)
-    kw = dict(method="masked-transformer", axes="ZYX", mode="once",
-              options={"weights": "none", "widths": SMALL, **options})
+    kw = dict(
+        method="masked-transformer",
+        axes="ZYX",
+        mode="once",
+        options={"weights": "none", "widths": SMALL, **options},
+    )
     a = run_to_completion(denoise_iter(img, str(tmp_path / "a.zarr"), **kw))
     b = run_to_completion(denoise_iter(img, str(tmp_path / "b.zarr"), tile=32, **kw))
     assert a.info["tiles"] == 1 < b.info["tiles"]
@@ -93,11 +99,17 @@ def test_tiled_equals_untiled_with_and_without_the_attention_mask(tmp_path, opti
 def test_reference_preset_averages_passes_with_the_attention_mask():
     rng = np.random.default_rng(1)
     block = (0.5 + 0.1 * rng.standard_normal((1, 64, 64))).astype(np.float32)
-    one = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=1).denoise(block, Coords([0]))
-    four = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(block, Coords([0]))
+    one = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=1).denoise(
+        block, Coords([0])
+    )
+    four = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(
+        block, Coords([0])
+    )
     off = _method(weights="none", widths=SMALL).denoise(block, Coords([0]))
     assert not np.allclose(one, four) and not np.allclose(one, off)
-    again = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(block, Coords([0]))
+    again = _method(weights="none", widths=SMALL, attn_drop=0.75, passes=4).denoise(
+        block, Coords([0])
+    )
     np.testing.assert_array_equal(four, again)  # seeded by the run seed and the position
     assert _method(weights="none", widths=SMALL, preset="reference").options["attn_drop"] == 0.75
 
@@ -111,9 +123,23 @@ def test_bad_options(bad):
 def _cfg(image_folder, tmp_path, **kw):
     from napari_masked_denoise.training.masked_transformer import MaskedTransformerConfig
 
-    base = dict(data=(str(image_folder),), output=str(tmp_path / "mt.pt"), iterations=40, batch=4, crop=64,
-                val_every=20, skimage=False, seed=1, lr=2e-3, clip=0.0, widths=SMALL, val_images=4,
-                mask_ratio=(0.8, 0.9), ema=0.9, log=str(tmp_path / "log.jsonl"))
+    base = dict(
+        data=(str(image_folder),),
+        output=str(tmp_path / "mt.pt"),
+        iterations=40,
+        batch=4,
+        crop=64,
+        val_every=20,
+        skimage=False,
+        seed=1,
+        lr=2e-3,
+        clip=0.0,
+        widths=SMALL,
+        val_images=4,
+        mask_ratio=(0.8, 0.9),
+        ema=0.9,
+        log=str(tmp_path / "log.jsonl"),
+    )
     return MaskedTransformerConfig(**{**base, **kw})
 
 
@@ -122,7 +148,9 @@ def test_training_masked_and_baseline_writes_the_average_weights(image_folder, t
     from napari_masked_denoise.training import MIT_VAL_NOISES, train_masked_transformer
     from napari_masked_denoise.weights import load_state
 
-    entry = train_masked_transformer(_cfg(image_folder, tmp_path, masked=masked), progress=lambda s: None)
+    entry = train_masked_transformer(
+        _cfg(image_folder, tmp_path, masked=masked), progress=lambda s: None
+    )
     rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [20, 40]
     assert all(f"val_psnr_{k}" in rows[-1] for k in MIT_VAL_NOISES)
@@ -159,16 +187,35 @@ def test_masked_training_loss_masks_the_input_and_the_attention(image_folder, tm
 def test_training_continues_from_earlier_weights_of_the_same_kind(image_folder, tmp_path):
     from napari_masked_denoise.training import train_masked_transformer
 
-    first = train_masked_transformer(_cfg(image_folder, tmp_path, iterations=4, val_every=4, log=None),
-                                     progress=lambda s: None)
-    more = train_masked_transformer(_cfg(image_folder, tmp_path, iterations=4, val_every=4, log=None,
-                                         init=str(tmp_path / "mt.pt"), output=str(tmp_path / "mt2.pt")),
-                                    progress=lambda s: None)
+    first = train_masked_transformer(
+        _cfg(image_folder, tmp_path, iterations=4, val_every=4, log=None), progress=lambda s: None
+    )
+    more = train_masked_transformer(
+        _cfg(
+            image_folder,
+            tmp_path,
+            iterations=4,
+            val_every=4,
+            log=None,
+            init=str(tmp_path / "mt.pt"),
+            output=str(tmp_path / "mt2.pt"),
+        ),
+        progress=lambda s: None,
+    )
     assert more["init"]["sha256"] == first["sha256"] and more["init"]["iterations"] == 4
     with pytest.raises(ValueError, match="masked"):
-        train_masked_transformer(_cfg(image_folder, tmp_path, iterations=4, masked=False, log=None,
-                                      init=str(tmp_path / "mt.pt"), output=str(tmp_path / "mt3.pt")),
-                                 progress=lambda s: None)
+        train_masked_transformer(
+            _cfg(
+                image_folder,
+                tmp_path,
+                iterations=4,
+                masked=False,
+                log=None,
+                init=str(tmp_path / "mt.pt"),
+                output=str(tmp_path / "mt3.pt"),
+            ),
+            progress=lambda s: None,
+        )
 
 
 def test_missing_shipped_weights_are_a_one_line_error():
@@ -189,7 +236,10 @@ def test_inference_reuses_the_shift_mask_only_for_the_same_grid_and_weights():
         torch.testing.assert_close(net(a), fresh[0])
         torch.testing.assert_close(net(b), fresh[1])  # not the cached mask of the other grid
         torch.testing.assert_close(net(b), fresh[1])
-    state = {k: v + 0.01 * torch.randn_like(v) if "bias_table" in k else v for k, v in net.state_dict().items()}
+    state = {
+        k: v + 0.01 * torch.randn_like(v) if "bias_table" in k else v
+        for k, v in net.state_dict().items()
+    }
     net.load_state_dict(state)
     expected = net(b).detach()
     with torch.inference_mode():

@@ -34,11 +34,17 @@ def test_network_shapes_residual_and_auxiliary_input():
     clean, res, rec = net.heads(net.features(x), x)
     assert clean.shape == res.shape == rec.shape == x.shape
     torch.testing.assert_close(clean, x + res)  # the primary head gives a residual
-    torch.testing.assert_close(rec, net.aux(clean, res))  # the auxiliary head sees [clean, residual]
+    torch.testing.assert_close(
+        rec, net.aux(clean, res)
+    )  # the auxiliary head sees [clean, residual]
     m = net.mask(x)
     assert m.shape == x.shape and float(m.min()) > 0 and float(m.max()) < 1
-    assert not any(n.endswith("bias") for n, _ in net.named_parameters())  # no biases, as the reference
-    assert set(net.head_params()) == {n for n, _ in net.named_parameters() if n.startswith(("primary.", "aux."))}
+    assert not any(
+        n.endswith("bias") for n, _ in net.named_parameters()
+    )  # no biases, as the reference
+    assert set(net.head_params()) == {
+        n for n, _ in net.named_parameters() if n.startswith(("primary.", "aux."))
+    }
 
 
 def test_inner_steps_change_the_heads_only_and_never_the_module():
@@ -70,9 +76,21 @@ def test_binarised_mask_is_hard_forward_with_a_soft_gradient():
 def _cfg(image_folder, tmp_path, **kw):
     from napari_masked_denoise.training.meta_tta import MetaTTAConfig
 
-    base = dict(data=(str(image_folder),), output=str(tmp_path / "s1.pt"), iterations=60, batch=4, crop=64,
-                val_every=30, skimage=False, seed=1, lr=3e-3, clip=0.0, widths=(8, 8, 16), val_images=4,
-                log=str(tmp_path / "log.jsonl"))
+    base = dict(
+        data=(str(image_folder),),
+        output=str(tmp_path / "s1.pt"),
+        iterations=60,
+        batch=4,
+        crop=64,
+        val_every=30,
+        skimage=False,
+        seed=1,
+        lr=3e-3,
+        clip=0.0,
+        widths=(8, 8, 16),
+        val_images=4,
+        log=str(tmp_path / "log.jsonl"),
+    )
     return MetaTTAConfig(**{**base, **kw})
 
 
@@ -85,28 +103,46 @@ def test_two_stage_training_writes_manifests_and_trains_every_part(image_folder,
     e1 = train_meta_tta(_cfg(image_folder, tmp_path), progress=lambda s: None)
     rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [30, 60]
-    assert rows[-1]["val_psnr"] > rows[-1]["val_psnr_noisy"]  # it learned to denoise the classic mix
+    assert (
+        rows[-1]["val_psnr"] > rows[-1]["val_psnr_noisy"]
+    )  # it learned to denoise the classic mix
     s1, loaded = load_state(str(tmp_path / "s1.pt"))
     assert loaded == e1 and e1["method"] == "meta-tta" and e1["stage"] == 1
     changed = lambda state, prefix: any(  # noqa: E731
-        not torch.equal(state[k], init[k]) for k in state if k.startswith(prefix))
+        not torch.equal(state[k], init[k]) for k in state if k.startswith(prefix)
+    )
     assert changed(s1, "body.") and changed(s1, "primary.") and changed(s1, "aux.")
     assert changed(s1, "mask.")  # the mask network learned through the virtual step
     assert torch.equal(s1["inner_log_lr"], init["inner_log_lr"])  # step sizes belong to stage 2
 
-    e2 = train_meta_tta(_cfg(image_folder, tmp_path, stage=2, init=str(tmp_path / "s1.pt"), iterations=20,
-                             val_every=20, lr=1e-3, output=str(tmp_path / "s2.pt"), inner_steps=2),
-                        progress=lambda s: None)
+    e2 = train_meta_tta(
+        _cfg(
+            image_folder,
+            tmp_path,
+            stage=2,
+            init=str(tmp_path / "s1.pt"),
+            iterations=20,
+            val_every=20,
+            lr=1e-3,
+            output=str(tmp_path / "s2.pt"),
+            inner_steps=2,
+        ),
+        progress=lambda s: None,
+    )
     s2, _ = load_state(str(tmp_path / "s2.pt"))
     assert e2["stage"] == 2 and e2["init"]["sha256"] == e1["sha256"]
     assert "val_psnr_adapted" in e2["final_validation"]
     assert changed(s2, "body.") and changed(s2, "mask.")
-    assert not torch.equal(s2["inner_log_lr"], s1["inner_log_lr"])  # the step sizes are meta-learned
+    assert not torch.equal(
+        s2["inner_log_lr"], s1["inner_log_lr"]
+    )  # the step sizes are meta-learned
     m = _method(weights=str(tmp_path / "s2.pt"))  # a weights file by path; widths from its manifest
     assert m.widths == (8, 8, 16)
 
 
-@pytest.mark.parametrize("extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}, {"ct_share": 1.0}])
+@pytest.mark.parametrize(
+    "extra", [{}, {"base_weight": 1.0, "classic_share": 1.0}, {"ct_share": 1.0}]
+)
 def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_path, extra):
     from napari_masked_denoise.training.meta_tta import _maml_loss
 
@@ -114,7 +150,13 @@ def test_maml_outer_gradient_reaches_body_mask_and_step_sizes(image_folder, tmp_
     cfg = _cfg(image_folder, tmp_path, stage=2, inner_steps=2, **extra)
     x = torch.rand(2, 1, 32, 32) * 0.5 + 0.25
     _maml_loss(net, x, np.random.default_rng(0), cfg).backward()
-    for name in ("body.inc.0.weight", "primary.net.0.weight", "aux.net.0.weight", "mask.net.0.weight", "inner_log_lr"):
+    for name in (
+        "body.inc.0.weight",
+        "primary.net.0.weight",
+        "aux.net.0.weight",
+        "mask.net.0.weight",
+        "inner_log_lr",
+    ):
         g = dict(net.named_parameters())[name].grad
         assert g is not None and float(g.abs().sum()) > 0, name
 
@@ -146,7 +188,7 @@ def test_halo_covers_the_receptive_field():
     y0, m0 = net.denoise(x)[0, 0, 128, 128], net.mask(x)[0, 0, 128, 128]
     x2 = x.clone()
     x2[..., :, : 128 - r - 1] = 5.0
-    x2[..., :, 128 + r + 1:] = 5.0
+    x2[..., :, 128 + r + 1 :] = 5.0
     assert torch.allclose(net.denoise(x2)[0, 0, 128, 128], y0, atol=1e-5)
     assert torch.allclose(net.mask(x2)[0, 0, 128, 128], m0, atol=1e-6)
 
@@ -159,7 +201,9 @@ def test_engine_stores_the_loss_mask_and_tiled_equals_untiled(tmp_path):
 
     rng = np.random.default_rng(0)
     img = (0.4 + 0.1 * rng.standard_normal((2, 100, 120))).astype(np.float32)
-    kw = dict(method="meta-tta", axes="ZYX", mode="once", options={"weights": "none", "mask_layer": True})
+    kw = dict(
+        method="meta-tta", axes="ZYX", mode="once", options={"weights": "none", "mask_layer": True}
+    )
     a = run_to_completion(denoise_iter(img, str(tmp_path / "a.zarr"), **kw))
     b = run_to_completion(denoise_iter(img, str(tmp_path / "b.zarr"), tile=32, **kw))
     assert a.info["tiles"] == 1 < b.info["tiles"]
@@ -167,7 +211,10 @@ def test_engine_stores_the_loss_mask_and_tiled_equals_untiled(tmp_path):
     np.testing.assert_allclose(b.extras["loss_mask"][...], a.extras["loss_mask"][...], atol=1e-5)
     g = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")
     m = g["loss_mask"][...]
-    assert m.shape == img.shape and set(np.unique(m)) <= {0.0, 1.0}  # binarised, as the loss uses it
+    assert m.shape == img.shape and set(np.unique(m)) <= {
+        0.0,
+        1.0,
+    }  # binarised, as the loss uses it
     res = denoise(img, method="meta-tta", axes="ZYX", weights="none", mask_layer=True)
     np.testing.assert_array_equal(res.extras["loss_mask"], m)
     assert denoise(img, method="meta-tta", axes="ZYX", weights="none").extras == {}
@@ -180,7 +227,9 @@ def test_shipped_weights_and_presets():
     assert entry["method"] == "meta-tta" and entry["stage"] == 2 and isinstance(entry["seed"], int)
     for key in ("command", "data", "iterations", "final_validation", "sha256"):
         assert entry[key], key
-    assert entry["init"]["sha256"] == manifest("meta-tta-stage1")["sha256"]  # stage 2 started from stage 1
+    assert (
+        entry["init"]["sha256"] == manifest("meta-tta-stage1")["sha256"]
+    )  # stage 2 started from stage 1
     assert not any("Set12" in d or "BSD68" in d or "microscopy" in d for d in entry["data"])
     assert _method(preset="no-adapt").options["steps"] == 0
     assert _method(preset="reference").options["optimizer"] == "adam"
@@ -196,15 +245,23 @@ def test_meta_trained_adaptation_helps_on_strong_shot_noise(camera_noisy, psnr):
     from napari_masked_denoise.noise import simulate as noise_models
 
     clean, _ = camera_noisy
-    noisy = noise_models.poisson_gaussian(clean, np.random.default_rng(5), photons=15, read=0.02, offset=0.0)
+    noisy = noise_models.poisson_gaussian(
+        clean, np.random.default_rng(5), photons=15, read=0.02, offset=0.0
+    )
     base = _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0]
     m = _method()
     adapted = m.denoise(noisy[None], Coords([0]))[0]
     assert psnr(clean, base) > psnr(clean, noisy) + 5.0
     assert psnr(clean, adapted) > psnr(clean, base) + 0.05
-    np.testing.assert_allclose(m.denoise(noisy[None], Coords([0]))[0], adapted, atol=1e-6)  # per tile, from scratch
-    s1 = [psnr(clean, _method(preset=p, weights="meta-tta-stage1").denoise(noisy[None], Coords([0]))[0])
-          for p in ("no-adapt", "fast")]
+    np.testing.assert_allclose(
+        m.denoise(noisy[None], Coords([0]))[0], adapted, atol=1e-6
+    )  # per tile, from scratch
+    s1 = [
+        psnr(
+            clean, _method(preset=p, weights="meta-tta-stage1").denoise(noisy[None], Coords([0]))[0]
+        )
+        for p in ("no-adapt", "fast")
+    ]
     assert s1[1] - s1[0] < psnr(clean, adapted) - psnr(clean, base)
 
 
@@ -226,10 +283,24 @@ def test_cli_runs_meta_tta_with_the_mask(noisy_zarr_volume, tmp_path, capsys):
     from napari_masked_denoise.cli import main
 
     inp, vol = noisy_zarr_volume
-    rc = main(["run", str(inp), str(tmp_path / "out.zarr"), "--method", "meta-tta",
-               "--axes", "ZYX", "-o", "mask_layer=true", "-q"])
+    rc = main(
+        [
+            "run",
+            str(inp),
+            str(tmp_path / "out.zarr"),
+            "--method",
+            "meta-tta",
+            "--axes",
+            "ZYX",
+            "-o",
+            "mask_layer=true",
+            "-q",
+        ]
+    )
     assert rc == 0
     assert "loss_mask" in capsys.readouterr().out
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
-    assert g.attrs["napari_masked_denoise"]["complete"] is True and g["loss_mask"].shape == vol.shape
+    assert (
+        g.attrs["napari_masked_denoise"]["complete"] is True and g["loss_mask"].shape == vol.shape
+    )
     assert float(np.std(g["denoised"][:])) < float(np.std(vol))

@@ -48,20 +48,44 @@ def test_mask_token_replaces_masked_features_only():
 
 def test_joint_pretraining_learns_to_denoise_and_writes_a_manifest(image_folder, tmp_path):
     from napari_masked_denoise.training.data import training_images, val_set
-    from napari_masked_denoise.training.ttt_mim import TTTMIMConfig, _validate_ttt_mim, train_ttt_mim
+    from napari_masked_denoise.training.ttt_mim import (
+        TTTMIMConfig,
+        _validate_ttt_mim,
+        train_ttt_mim,
+    )
     from napari_masked_denoise.weights import load_state
 
-    cfg = TTTMIMConfig(data=(str(image_folder),), output=str(tmp_path / "t.pt"), iterations=200, batch=4,
-                       crop=64, val_every=100, skimage=False, seed=1, lr=3e-3, clip=0.0, weight_decay=1e-4,
-                       mask_ratio=(0.6, 0.6), patch=7, widths=(8, 16), log=str(tmp_path / "log.jsonl"))
+    cfg = TTTMIMConfig(
+        data=(str(image_folder),),
+        output=str(tmp_path / "t.pt"),
+        iterations=200,
+        batch=4,
+        crop=64,
+        val_every=100,
+        skimage=False,
+        seed=1,
+        lr=3e-3,
+        clip=0.0,
+        weight_decay=1e-4,
+        mask_ratio=(0.6, 0.6),
+        patch=7,
+        widths=(8, 16),
+        log=str(tmp_path / "log.jsonl"),
+    )
     entry = train_ttt_mim(cfg, progress=lambda s: None)
-    assert [json.loads(r)["iteration"] for r in (tmp_path / "log.jsonl").read_text().splitlines()] == [100, 200]
+    assert [
+        json.loads(r)["iteration"] for r in (tmp_path / "log.jsonl").read_text().splitlines()
+    ] == [100, 200]
     _, val, _ = training_images([image_folder], skimage=False)
     vc, _, _ = val_set(val, 64, 20, 1)
     torch.manual_seed(1)
     before = _validate_ttt_mim(MIMNet((8, 16)), vc, cfg.noise_var, cfg.seed)["val_denoise_psnr"]
     state, loaded = load_state(cfg.output)
-    assert loaded == entry and entry["method"] == "ttt-mim" and entry["architecture"]["widths"] == [8, 16]
+    assert (
+        loaded == entry
+        and entry["method"] == "ttt-mim"
+        and entry["architecture"]["widths"] == [8, 16]
+    )
     net = MIMNet((8, 16))
     net.load_state_dict(state)
     after = _validate_ttt_mim(net, vc, cfg.noise_var, cfg.seed)["val_denoise_psnr"]
@@ -87,7 +111,7 @@ def test_shipped_weights_and_presets():
 
 def test_pretrained_network_denoises_its_training_noise(camera_noisy, psnr):
     clean, _ = camera_noisy  # the cameraman is not in the training data
-    noisy = clean + np.random.default_rng(2).normal(0, 0.005 ** 0.5, clean.shape).astype(np.float32)
+    noisy = clean + np.random.default_rng(2).normal(0, 0.005**0.5, clean.shape).astype(np.float32)
     out = _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0]
     assert out.shape == noisy.shape and out.dtype == np.float32
     assert psnr(clean, out) > psnr(clean, noisy) + 4.0
@@ -95,7 +119,9 @@ def test_pretrained_network_denoises_its_training_noise(camera_noisy, psnr):
 
 def test_test_time_training_improves_on_shifted_noise(camera_noisy, psnr):
     clean, _ = camera_noisy
-    noisy = clean + np.random.default_rng(3).normal(0, 50 / 255, clean.shape).astype(np.float32)  # sigma 50, not 18
+    noisy = clean + np.random.default_rng(3).normal(0, 50 / 255, clean.shape).astype(
+        np.float32
+    )  # sigma 50, not 18
     base = psnr(clean, _method(preset="no-adapt").denoise(noisy[None], Coords([0]))[0])
     fast = psnr(clean, _method(preset="fast").denoise(noisy[None], Coords([0]))[0])
     m = _method(preset="quality")
@@ -149,7 +175,7 @@ def test_halo_covers_the_receptive_field():
     y0 = net.denoise(x)[0, 0, 80, 80]
     x2 = x.clone()
     x2[..., :, : 80 - r - 1] = 5.0
-    x2[..., :, 80 + r + 1:] = 5.0
+    x2[..., :, 80 + r + 1 :] = 5.0
     assert torch.allclose(net.denoise(x2)[0, 0, 80, 80], y0, atol=1e-5)
 
 
@@ -165,8 +191,20 @@ def test_cli_runs_ttt_mim_on_a_zarr_volume(noisy_zarr_volume, tmp_path, capsys):
     from napari_masked_denoise.cli import main
 
     inp, vol = noisy_zarr_volume
-    rc = main(["run", str(inp), str(tmp_path / "out.zarr"), "--method", "ttt-mim",
-               "--axes", "ZYX", "-o", "steps=2", "-q"])
+    rc = main(
+        [
+            "run",
+            str(inp),
+            str(tmp_path / "out.zarr"),
+            "--method",
+            "ttt-mim",
+            "--axes",
+            "ZYX",
+            "-o",
+            "steps=2",
+            "-q",
+        ]
+    )
     assert rc == 0
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
     assert g.attrs["napari_masked_denoise"]["complete"] is True

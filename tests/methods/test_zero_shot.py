@@ -7,7 +7,6 @@ from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.methods.zero_shot import receptive_radius
 
 
-
 def _method(**kw):
     kw.setdefault("preset", "fast")
     kw.setdefault("mode", "per-tile")
@@ -110,8 +109,8 @@ def test_holdout_stopping_lands_near_the_best_iteration(camera_noisy, psnr):
     noisy = noisy + np.random.default_rng(5).normal(0, 0.05, noisy.shape).astype(np.float32)
     m = _method(preset="stop", iterations=240, patience=240)
     x, c, info = m._to_net_space(noisy[None], Coords([0]))
-    from napari_masked_denoise.noise.holdout import HOLDOUT_DRAW
     from napari_masked_denoise.core.masks import uniform
+    from napari_masked_denoise.noise.holdout import HOLDOUT_DRAW
 
     held = (uniform(0, HOLDOUT_DRAW, c, x.shape[-2:]) < 0.03).float()
     m.net.load_state_dict(m._init_state)

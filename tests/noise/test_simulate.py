@@ -17,8 +17,17 @@ def _flat(v=0.5, shape=(256, 256)):
 def test_inputs_are_never_modified_and_seeds_reproduce():
     x = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     before = x.copy()
-    for f in (nm.gaussian, nm.speckle, nm.salt_and_pepper, nm.classic_mix, nm.poisson_gaussian,
-              nm.correlated, nm.row_column, nm.ct, nm.realistic):
+    for f in (
+        nm.gaussian,
+        nm.speckle,
+        nm.salt_and_pepper,
+        nm.classic_mix,
+        nm.poisson_gaussian,
+        nm.correlated,
+        nm.row_column,
+        nm.ct,
+        nm.realistic,
+    ):
         a, b = f(x, _rng(3)), f(x, _rng(3))
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.float32 and a.shape == x.shape
@@ -94,10 +103,13 @@ def test_realistic_noise_is_ct_noise_plus_offset_at_its_share():
     x = _flat(0.5, (64, 64))
     r = _rng(5)
     r.random()  # the draw that chooses the branch
-    np.testing.assert_allclose(nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0),
-                               nm.ct(x, r) + 0.03, atol=1e-6)
-    assert not np.allclose(nm.realistic(x, _rng(5), offset=0.03, ct_share=0.0),
-                           nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0))
+    np.testing.assert_allclose(
+        nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0), nm.ct(x, r) + 0.03, atol=1e-6
+    )
+    assert not np.allclose(
+        nm.realistic(x, _rng(5), offset=0.03, ct_share=0.0),
+        nm.realistic(x, _rng(5), offset=0.03, ct_share=1.0),
+    )
 
 
 def test_every_recipe_is_reproducible_float32_and_leaves_its_input():
@@ -128,8 +140,9 @@ def test_recipe_parameters_can_be_overridden_and_unknown_names_are_refused():
     flat = _flat(0.5)
     dim = nm.RECIPES["pg30"](flat, _rng(), peak=5.0, read=0.0)
     assert dim.var() == pytest.approx(0.5 / 5, rel=0.05)
-    np.testing.assert_array_equal(nm.RECIPES["g15"](flat, _rng()),
-                                  nm.gaussian(flat, _rng(), sigma=15 / 255))
+    np.testing.assert_array_equal(
+        nm.RECIPES["g15"](flat, _rng()), nm.gaussian(flat, _rng(), sigma=15 / 255)
+    )
     with pytest.raises(ValueError, match="g15"):
         nm.recipe("nope")
     assert nm.recipe("classic") is nm.RECIPES["classic"]
@@ -138,6 +151,7 @@ def test_recipe_parameters_can_be_overridden_and_unknown_names_are_refused():
 def test_rounded_gaussian_noise_is_added_in_float32():
     x = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     n = _rng(1).normal(0, 0.1, x.shape)
-    np.testing.assert_array_equal(nm.gaussian(x, _rng(1), 0.1, round_noise=True),
-                                  x + n.astype(np.float32))
+    np.testing.assert_array_equal(
+        nm.gaussian(x, _rng(1), 0.1, round_noise=True), x + n.astype(np.float32)
+    )
     np.testing.assert_array_equal(nm.gaussian(x, _rng(1), 0.1), (x + n).astype(np.float32))

@@ -24,9 +24,9 @@ def test_sure_estimates_the_true_error_of_a_linear_filter(camera_noisy):
 
     clean, noisy = camera_noisy
     y = noisy[None].astype(np.float64)
-    b = probe(np.full(y.shape, 0.1 ** 2), seed=0)
+    b = probe(np.full(y.shape, 0.1**2), seed=0)
     for s in (0.5, 1.0, 2.0):
-        fy, est = _sure(lambda a: gaussian_filter(a, (0, s, s)), y, b, 0.1 ** 2)
+        fy, est = _sure(lambda a, s=s: gaussian_filter(a, (0, s, s)), y, b, 0.1**2)
         true = float(np.mean((fy[0] - clean) ** 2))
         assert abs(est - true) < 0.15 * true, (s, est, true)
 
@@ -38,7 +38,7 @@ def test_noise_level_follows_poisson_gaussian_variance():
     rng = np.random.default_rng(0)
     y = (rng.poisson(x * 50) / 50 + rng.normal(0, 0.02, x.shape)).astype(np.float32)
     v = noise_level(y[None])[0]
-    true = x / 50 + 0.02 ** 2
+    true = x / 50 + 0.02**2
     dark, bright = x < 0.35, x > 0.65
     for region in (dark, bright):
         assert abs(v[region].mean() / true[region].mean() - 1) < 0.2
@@ -62,8 +62,13 @@ def test_auto_with_sure_picks_the_best_candidate_and_estimates_its_gain(camera_n
     r = denoise(noisy, axes="YX", candidates=cands, score="sure")
     rep = r.info["method_report"]
     assert rep["score"] == "sure" and rep["impulse_share"] < 0.01
-    true = {s: psnr(clean, denoise(noisy, method=s.split(":")[0], preset=s.split(":")[1], axes="YX").denoised)
-            for s in rep["scores"]}
+    true = {
+        s: psnr(
+            clean,
+            denoise(noisy, method=s.split(":")[0], preset=s.split(":")[1], axes="YX").denoised,
+        )
+        for s in rep["scores"]
+    }
     assert true[rep["choice"]] == max(true.values())
     true_gain = psnr(clean, r.denoised) - psnr(clean, noisy)
     assert abs(rep["estimated_gain_db"] - true_gain) < 2.0

@@ -13,9 +13,11 @@ from napari_masked_denoise.training.loop import TrainConfig
 
 
 def test_importing_the_package_and_building_the_parser_load_no_torch():
-    code = ("import sys, napari_masked_denoise.training as t; from napari_masked_denoise.cli "
-            "import build_parser; build_parser(); t.gray01; t.VAL_EVERY_NTH; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, napari_masked_denoise.training as t; from napari_masked_denoise.cli "
+        "import build_parser; build_parser(); t.gray01; t.VAL_EVERY_NTH; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -47,9 +49,21 @@ def test_a_new_trainer_needs_no_edit_of_the_command_line(monkeypatch, tmp_path, 
         return {"sha256": "0" * 64, "train_seconds": 1.0}
 
     module = types.ModuleType("napari_masked_denoise.training.fake")
-    module.TRAINER = training.Trainer("fake", FakeConfig, train, options=(
-        training.Option("--depth", "depth", "fake: depth (default %(default)g)", type=int,
-                        valid=lambda v: v > 0, error="--depth must be positive, got {}"),))
+    module.TRAINER = training.Trainer(
+        "fake",
+        FakeConfig,
+        train,
+        options=(
+            training.Option(
+                "--depth",
+                "depth",
+                "fake: depth (default %(default)g)",
+                type=int,
+                valid=lambda v: v > 0,
+                error="--depth must be positive, got {}",
+            ),
+        ),
+    )
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(training.TRAINERS, "fake", "fake")
     with pytest.raises(SystemExit):
@@ -73,6 +87,19 @@ def test_per_method_defaults_come_from_the_configs(tmp_path, monkeypatch):
     for name in training.names():
         cfg = config_from_args(p.parse_args(["train", name, "--output", out]))
         assert cfg == training.get(name).config(data=cfg.data, output=out)
-    cfg = config_from_args(p.parse_args(["train", "masked-transformer", "--no-mask", "--sigma", "25",
-                                         "--mask-ratio", "0.7,0.8", "--output", out]))
+    cfg = config_from_args(
+        p.parse_args(
+            [
+                "train",
+                "masked-transformer",
+                "--no-mask",
+                "--sigma",
+                "25",
+                "--mask-ratio",
+                "0.7,0.8",
+                "--output",
+                out,
+            ]
+        )
+    )
     assert (cfg.masked, cfg.sigma, cfg.mask_ratio, cfg.lr) == (False, 25.0, (0.7, 0.8), 1e-4)

@@ -6,7 +6,9 @@ from napari_masked_denoise.cli import main
 from napari_masked_denoise.training.zero_shot import ZeroShotConfig, _validate, train_zero_shot
 
 
-def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(image_folder, tmp_path):
+def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(
+    image_folder, tmp_path
+):
     import torch
 
     from napari_masked_denoise.methods import get_method
@@ -14,9 +16,17 @@ def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(i
     from napari_masked_denoise.training.data import training_images, val_set
     from napari_masked_denoise.weights import load_state
 
-    cfg = ZeroShotConfig(data=(str(image_folder),), output=str(tmp_path / "w" / "zs.pt"),
-                         iterations=60, batch=4, crop=64, val_every=30, skimage=False, seed=3,
-                         log=str(tmp_path / "log.jsonl"))
+    cfg = ZeroShotConfig(
+        data=(str(image_folder),),
+        output=str(tmp_path / "w" / "zs.pt"),
+        iterations=60,
+        batch=4,
+        crop=64,
+        val_every=30,
+        skimage=False,
+        seed=3,
+        log=str(tmp_path / "log.jsonl"),
+    )
     entry = train_zero_shot(cfg, progress=lambda s: None)
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [30, 60]
@@ -35,7 +45,9 @@ def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(i
     assert entry["final_validation"]["val_masked_psnr"] == pytest.approx(after, abs=1e-3)
 
     # the method loads a weights file by path; a tampered file is refused
-    m = get_method("zero-shot")(preset="fast", mode="once", device=torch.device("cpu"), weights=cfg.output)
+    m = get_method("zero-shot")(
+        preset="fast", mode="once", device=torch.device("cpu"), weights=cfg.output
+    )
     assert m.weights_info["sha256"] == entry["sha256"]
     raw = bytearray((tmp_path / "w" / "zs.pt").read_bytes())
     raw[-10] ^= 1
@@ -47,10 +59,25 @@ def test_training_learns_to_fill_dropped_pixels_and_writes_a_verified_manifest(i
 
 
 def test_train_cli_reports_a_missing_data_folder(tmp_path, capsys):
-    assert main(["train", "zero-shot", "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "w.pt")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "zero-shot",
+                "--data",
+                str(tmp_path / "nope"),
+                "--output",
+                str(tmp_path / "w.pt"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_train_cli_rejects_a_bad_mask_ratio(tmp_path, capsys):
-    assert main(["train", "zero-shot", "--mask-ratio", "0.9,1.2", "--output", str(tmp_path / "w.pt")]) == 2
+    assert (
+        main(["train", "zero-shot", "--mask-ratio", "0.9,1.2", "--output", str(tmp_path / "w.pt")])
+        == 2
+    )
     assert "--mask-ratio" in capsys.readouterr().err

@@ -7,10 +7,18 @@ import numpy as np
 from napari.layers import Image
 
 from ..core.axes import DenoiseError
-from ..engine import StoreResult
+from ..engine import RunSettings, StoreResult
+from ..engine.layout import Layout
+from ..engine.settings import default_mode, default_tile
 
-__all__ = ["layer_axes", "layer_data", "layer_scale", "current_index", "add_result_layers",
-           "show_preview_layer"]
+__all__ = [
+    "layer_axes",
+    "layer_data",
+    "layer_scale",
+    "current_index",
+    "add_result_layers",
+    "show_preview_layer",
+]
 
 
 def layer_data(layer: Image):
@@ -81,9 +89,15 @@ def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
     den = np.asarray(res.denoised[...]) if in_memory else res.denoised
     nmap = np.asarray(res.noise_map[...]) if in_memory else res.noise_map
     meta = {
-        "sigma": res.sigma, "seconds": res.seconds, "method": res.method,
-        "preset": res.preset, "mode": res.mode, "axes": res.axes, "store": res.path,
-        "source": layer.name, "method_report": res.info.get("method_report", {}),
+        "sigma": res.sigma,
+        "seconds": res.seconds,
+        "method": res.method,
+        "preset": res.preset,
+        "mode": res.mode,
+        "axes": res.axes,
+        "store": res.path,
+        "source": layer.name,
+        "method_report": res.info.get("method_report", {}),
     }
     common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
     viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
@@ -94,8 +108,14 @@ def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
         common["colormap"] = "gray"
     for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
         data = np.asarray(arr[...]) if in_memory else arr
-        viewer.add_image(data, name=f"{layer.name} {key.replace('_', ' ')}", metadata=dict(meta),
-                         opacity=0.5, blending="additive", **common)
+        viewer.add_image(
+            data,
+            name=f"{layer.name} {key.replace('_', ' ')}",
+            metadata=dict(meta),
+            opacity=0.5,
+            blending="additive",
+            **common,
+        )
 
 
 def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> None:
@@ -130,5 +150,37 @@ def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> 
     else:
         if name in viewer.layers:
             viewer.layers.remove(name)
-        viewer.add_image(data, name=name, scale=scale, translate=translate, rgb=layer.rgb,
-                         metadata=meta)
+        viewer.add_image(
+            data, name=name, scale=scale, translate=translate, rgb=layer.rgb, metadata=meta
+        )
+
+
+def layer_default_tile(layer, method: str | None, preset: str | None, options: dict) -> int | None:
+    """The tile the engine gives a run of ``method`` on ``layer``.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The input layer (``None``: as for one 2-D image).
+    method, preset : str or None
+        The chosen method and preset.
+    options : dict
+        The widget's extra options; ignored when the method does not take them (the run
+        will say so).
+
+    Returns
+    -------
+    int or None
+        :func:`~napari_masked_denoise.engine.settings.default_tile` in the mode the engine
+        gives the layer; ``None`` when the engine decides on the image (``auto``).
+    """
+    if not method:
+        return None
+    planes = 1 if layer is None else Layout.of(layer_data(layer).shape, layer_axes(layer)).n_planes
+    for opts in (options, {}):
+        try:
+            s = RunSettings(method=method, preset=preset, options=opts)
+        except DenoiseError:  # also a preset of the previous method, while it changes
+            continue
+        return default_tile(method, s.preset, s.options, default_mode(s, planes))
+    return None

@@ -60,6 +60,7 @@ def watch_temp(viewer, folder: str) -> None:
     folder : str
         A folder made by :func:`new_temp_store`.
     """
+
     def reads(lay) -> bool:
         store = lay.metadata.get("store")
         return bool(store) and os.path.dirname(str(store)) == folder

@@ -24,8 +24,6 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ..core.axes import DenoiseError
 from ..engine import Progress, RunSettings, StoreResult, denoise_iter
-from ..engine.layout import Layout
-from ..engine.settings import default_mode, default_tile
 from ..methods import get_method, method_names
 from ..report import status_text
 from .layers import (
@@ -33,6 +31,7 @@ from .layers import (
     current_index,
     layer_axes,
     layer_data,
+    layer_default_tile,
     layer_scale,
     show_preview_layer,
 )
@@ -117,22 +116,41 @@ class DenoiseWidget(QWidget):
         self.method_combo = ComboBox(label="method", choices=method_names())
         self.preset_combo = ComboBox(label="preset", choices=[])
         self.device_combo = ComboBox(label="device", choices=list(DEVICES), value="auto")
-        self.tile_spin = FloatSpinBox(label="tile size", value=0, min=0, max=8192, step=32,
-                                      tooltip="tile size in Y and X; shown: the engine's default")
+        self.tile_spin = FloatSpinBox(
+            label="tile size",
+            value=0,
+            min=0,
+            max=8192,
+            step=32,
+            tooltip="tile size in Y and X; shown: the engine's default",
+        )
         self.tile_spin.native.setDecimals(0)
         self.tile_spin.native.setSpecialValueText(AUTOMATIC)  # 0: the engine chooses
         self.seed_spin = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
-        self.mask_check = CheckBox(text="add the loss mask as a layer", value=False,
-                                   tooltip="meta-TTA: where the adaptation loss looked (white)")
+        self.mask_check = CheckBox(
+            text="add the loss mask as a layer",
+            value=False,
+            tooltip="meta-TTA: where the adaptation loss looked (white)",
+        )
         self.preview_button = PushButton(text="Preview slice")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="ready")
-        self._container = Container(widgets=[
-            self.layer_combo, self.method_combo, self.preset_combo, self.device_combo,
-            self.tile_spin, self.seed_spin, self.mask_check, self.preview_button, self.run_button,
-            self.cancel_button, self.status,
-        ])
+        self._container = Container(
+            widgets=[
+                self.layer_combo,
+                self.method_combo,
+                self.preset_combo,
+                self.device_combo,
+                self.tile_spin,
+                self.seed_spin,
+                self.mask_check,
+                self.preview_button,
+                self.run_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
         self.status.native.setWordWrap(True)
         layout = QVBoxLayout()
         layout.setContentsMargins(0, 0, 0, 0)
@@ -222,23 +240,12 @@ class DenoiseWidget(QWidget):
             self._tile_chosen = True
 
     def _default_tile(self) -> int | None:
-        """:func:`~napari_masked_denoise.engine.settings.default_tile` for the chosen
-        method, preset and options, in the mode the engine gives the chosen layer."""
-        method, preset = self.method_combo.value, self.preset_combo.value or None
-        if not method:
-            return None
         try:
             layer = self._layer()
-            planes = Layout.of(layer_data(layer).shape, layer_axes(layer)).n_planes
         except DenoiseError:  # no layer (yet): as for one 2-D image
-            planes = 1
-        for options in (self.options, {}):  # options it does not take: the run will say so
-            try:
-                s = RunSettings(method=method, preset=preset, options=options)
-            except DenoiseError:  # also a preset of the previous method, while it changes
-                continue
-            return default_tile(method, s.preset, s.options, default_mode(s, planes))
-        return None
+            layer = None
+        method, preset = self.method_combo.value, self.preset_combo.value or None
+        return layer_default_tile(layer, method, preset, self.options)
 
     def set_layer(self, name: str) -> None:
         """Select the input layer by name (for scripts and tests)."""
@@ -254,9 +261,14 @@ class DenoiseWidget(QWidget):
     def _run_settings(self, **fields) -> RunSettings:
         """The settings of the controls, with ``fields`` (axes, scale, options)."""
         device = self.device_combo.value
-        return RunSettings(method=self.method_combo.value, preset=self.preset_combo.value,
-                           device=None if device == "auto" else device, tile=self.tile,
-                           seed=int(self.seed_spin.value), **fields)
+        return RunSettings(
+            method=self.method_combo.value,
+            preset=self.preset_combo.value,
+            device=None if device == "auto" else device,
+            tile=self.tile,
+            seed=int(self.seed_spin.value),
+            **fields,
+        )
 
     # ------------------------------------------------------------------ actions
     def run(self) -> None:
@@ -269,8 +281,9 @@ class DenoiseWidget(QWidget):
             options = dict(self.options)
             if self._mask_supported and self.mask_check.value:
                 options.setdefault("mask_layer", True)
-            settings = self._run_settings(axes=layer_axes(layer), scale=layer_scale(layer),
-                                          options=options)
+            settings = self._run_settings(
+                axes=layer_axes(layer), scale=layer_scale(layer), options=options
+            )
         except (DenoiseError, ValueError) as exc:
             self._report_error(exc)
             return

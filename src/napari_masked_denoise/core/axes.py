@@ -42,7 +42,9 @@ def resolve_axes(axes: str | None, shape: tuple[int, ...]) -> tuple[str, bool]:
     ax = axes.upper().replace("S", "C")
     bad = sorted(set(ax) - set(VALID_AXES))
     if bad:
-        raise DenoiseError(f"axes {axes!r} contain unknown letters {''.join(bad)!r}; use T, C, Z, Y, X")
+        raise DenoiseError(
+            f"axes {axes!r} contain unknown letters {''.join(bad)!r}; use T, C, Z, Y, X"
+        )
     if len(set(ax)) != len(ax):
         raise DenoiseError(f"axes {axes!r} repeat a letter")
     if "Y" not in ax or "X" not in ax:

@@ -55,8 +55,9 @@ def uniform(seed: int, draw: int, coords: Coords, shape_yx, device=None) -> torc
     return (k.to(torch.float32) * (1.0 / 4294967296.0)).unsqueeze(1)
 
 
-def patch_mask(seed: int, draw: int, coords: Coords, shape_yx, patch: int, ratio: float,
-               device=None) -> torch.Tensor:
+def patch_mask(
+    seed: int, draw: int, coords: Coords, shape_yx, patch: int, ratio: float, device=None
+) -> torch.Tensor:
     """Patch-wise mask ``(N, 1, H, W)``, 1 = masked, on the global grid of ``patch`` pixels.
 
     A patch is masked with probability ``ratio``; the grid is anchored at the image
@@ -71,4 +72,4 @@ def patch_mask(seed: int, draw: int, coords: Coords, shape_yx, patch: int, ratio
     m = (u < float(ratio)).to(torch.float32)
     m = m.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
     oy, ox = coords.y0 - gy0 * p, coords.x0 - gx0 * p
-    return m[:, :, oy:oy + h, ox:ox + w]
+    return m[:, :, oy : oy + h, ox : ox + w]

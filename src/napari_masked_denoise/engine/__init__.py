@@ -15,5 +15,12 @@ from .run import Progress, StoreResult, denoise_iter, run_to_completion
 from .settings import RunSettings, default_tile
 from .store import open_result
 
-__all__ = ["Progress", "StoreResult", "RunSettings", "denoise_iter", "run_to_completion", "open_result",
-           "default_tile"]
+__all__ = [
+    "Progress",
+    "StoreResult",
+    "RunSettings",
+    "denoise_iter",
+    "run_to_completion",
+    "open_result",
+    "default_tile",
+]

@@ -43,8 +43,12 @@ def connect(scheduler):
         n = int(scheduler)
         if n < 1:
             raise DenoiseError(f"workers must be at least 1, got {n}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=max(1, (os.cpu_count() or 1) // n),
-                               processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=max(1, (os.cpu_count() or 1) // n),
+            processes=True,
+            dashboard_address=None,
+        )
         return Client(cluster), cluster
     try:
         return Client(str(scheduler), timeout="20s"), None
@@ -71,8 +75,10 @@ def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], settings)
         key = uuid.uuid4().hex
         data = client.scatter(image, broadcast=True) if isinstance(image, np.ndarray) else image
         plan_f = client.scatter(plan, broadcast=True)
-        futures = [client.submit(_task, key, settings, plan_f, data, path, jobs, pure=False)
-                   for jobs in _tasks(plan.groups(todo), len(client.scheduler_info()["workers"]))]
+        futures = [
+            client.submit(_task, key, settings, plan_f, data, path, jobs, pure=False)
+            for jobs in _tasks(plan.groups(todo), len(client.scheduler_info()["workers"]))
+        ]
         for fut in as_completed(futures):
             yield from fut.result()
     finally:
@@ -92,7 +98,7 @@ def _tasks(groups: list[list[int]], workers: int) -> list[list[int]]:
     """Consecutive write-disjoint groups joined into about ``TASKS_PER_WORKER`` tasks
     per worker (a union of disjoint groups stays disjoint from the other tasks)."""
     per = max(1, len(groups) // (TASKS_PER_WORKER * max(1, workers)))
-    return [[j for g in groups[i:i + per] for j in g] for i in range(0, len(groups), per)]
+    return [[j for g in groups[i : i + per] for j in g] for i in range(0, len(groups), per)]
 
 
 def _worker_threads() -> int:

@@ -45,7 +45,9 @@ def _open_zarr(path: Path) -> InputData:
             m = ms[0]
             ds = m["datasets"][0]
             arr = node[ds["path"]]
-            axes = _axes_from_names([a["name"] if isinstance(a, dict) else a for a in m.get("axes", [])])
+            axes = _axes_from_names(
+                [a["name"] if isinstance(a, dict) else a for a in m.get("axes", [])]
+            )
             scale = None
             for tr in ds.get("coordinateTransformations", []):
                 if tr.get("type") == "scale":
@@ -63,8 +65,10 @@ def _open_zarr(path: Path) -> InputData:
                 f"{path} is a zarr group with arrays {arrays or 'none'}; name one, e.g. {path}/<array>"
             )
     names = getattr(node.metadata, "dimension_names", None)
-    axes = node.attrs.get("axes") or _axes_from_names(names) or _axes_from_names(
-        node.attrs.get("_ARRAY_DIMENSIONS")
+    axes = (
+        node.attrs.get("axes")
+        or _axes_from_names(names)
+        or _axes_from_names(node.attrs.get("_ARRAY_DIMENSIONS"))
     )
     scale = node.attrs.get("scale")
     return InputData(node, axes, scale, path)
@@ -89,7 +93,9 @@ def _open_image(path: Path) -> InputData:
     from skimage import io as skio
 
     data = skio.imread(str(path))
-    return InputData(data, "YXC" if data.ndim == 3 else "YX" if data.ndim == 2 else None, None, path)
+    return InputData(
+        data, "YXC" if data.ndim == 3 else "YX" if data.ndim == 2 else None, None, path
+    )
 
 
 def read_input(path) -> InputData:

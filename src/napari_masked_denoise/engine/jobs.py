@@ -110,13 +110,19 @@ def _halves(meth, x: np.ndarray, coords: Coords, exact: bool) -> list:
     n, h, w = x.shape
     if n > 1:
         k = n // 2
-        return [(sl, slice(None), slice(None), Coords(coords.planes[sl], coords.y0, coords.x0))
-                for sl in (slice(0, k), slice(k, n))]
+        return [
+            (sl, slice(None), slice(None), Coords(coords.planes[sl], coords.y0, coords.x0))
+            for sl in (slice(0, k), slice(k, n))
+        ]
     if exact and max(h, w) > 32 + 2 * meth.halo:
         size = max(32, -(-max(h, w) // 2 // max(1, meth.align)) * max(1, meth.align))
-        return [(t, *t.read, Coords(coords.planes, coords.y0 + t.y.read[0], coords.x0 + t.x.read[0]))
-                for t in tile_grid((h, w), size, meth.halo, 0, meth.align)]
-    raise DenoiseError(f"out of GPU memory on a tile of {n}x{h}x{w}; pass a smaller tile (--tile) or device=cpu")
+        return [
+            (t, *t.read, Coords(coords.planes, coords.y0 + t.y.read[0], coords.x0 + t.x.read[0]))
+            for t in tile_grid((h, w), size, meth.halo, 0, meth.align)
+        ]
+    raise DenoiseError(
+        f"out of GPU memory on a tile of {n}x{h}x{w}; pass a smaller tile (--tile) or device=cpu"
+    )
 
 
 def predict(meth, x: np.ndarray, coords: Coords, exact: bool) -> Processed:
@@ -129,7 +135,9 @@ def predict(meth, x: np.ndarray, coords: Coords, exact: bool) -> Processed:
     except torch.OutOfMemoryError:
         if getattr(meth.device, "type", "cpu") == "cuda":
             torch.cuda.empty_cache()
-    out = Processed(np.empty(x.shape, np.float32), {name: np.empty(x.shape, np.float32) for name in meth.extras})
+    out = Processed(
+        np.empty(x.shape, np.float32), {name: np.empty(x.shape, np.float32) for name in meth.extras}
+    )
     for part, ys, xs, c in _halves(meth, x, coords, exact):
         if isinstance(part, slice):  # a half of the planes
             res = predict(meth, x[part], c, exact)
@@ -151,7 +159,9 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
 
     job = plan.job(j)
     t, lay = job.tile, plan.layout
-    check_finite(raw, f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}")
+    check_finite(
+        raw, f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}"
+    )
     x = normalise(raw, plan.lo, plan.span)
     coords = Coords(lay.plane_ids(job.prefix, job.planes), t.y.read[0], t.x.read[0])
     if precision == "mixed":
@@ -170,7 +180,11 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
     if not plan.exact:
         w = t.weight()
         out = {k: v * w for k, v in out.items()}
-    return out, robust_sigma(resid[:, cy, cx][:, ::2, ::2]), res.report  # a quarter of the pixels is plenty
+    return (
+        out,
+        robust_sigma(resid[:, cy, cx][:, ::2, ::2]),
+        res.report,
+    )  # a quarter of the pixels is plenty
 
 
 # --------------------------------------------------------------------------- many jobs

@@ -19,7 +19,15 @@ import numpy as np
 from ..core.axes import DenoiseError, check_finite
 from ..core.masks import Coords
 
-__all__ = ["Layout", "PlaneReader", "read_block", "normalise", "norm_stats", "sample_crops", "default_batch"]
+__all__ = [
+    "Layout",
+    "PlaneReader",
+    "read_block",
+    "normalise",
+    "norm_stats",
+    "sample_crops",
+    "default_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,11 @@ class PlaneReader:
         batch = plan.blocks[0][1].stop - plan.blocks[0][1].start
         chunks = getattr(image, "chunks", None)
         self.zc = 1
-        if layout.stack is not None and chunks is not None and isinstance(chunks[layout.stack], int | np.integer):
+        if (
+            layout.stack is not None
+            and chunks is not None
+            and isinstance(chunks[layout.stack], int | np.integer)
+        ):
             zc = int(chunks[layout.stack])
             area = sum((t.y.read[1] - t.y.read[0]) * (t.x.read[1] - t.x.read[0]) for t in tiles)
             if zc > batch and zc * area * 4 <= budget:
@@ -131,13 +143,17 @@ class PlaneReader:
         if self.zc == 1:
             return lay.to_planes(read_block(self.image, lay.index(prefix, planes, *t.read)))
         hit = self.cache.get(job.tile_index)
-        if hit is None or hit[0] != prefix or not (hit[1] <= planes.start and planes.stop <= hit[2]):
+        if (
+            hit is None
+            or hit[0] != prefix
+            or not (hit[1] <= planes.start and planes.stop <= hit[2])
+        ):
             n = lay.shape[lay.stack]
             z0 = planes.start // self.zc * self.zc
             z1 = min(n, -(-planes.stop // self.zc) * self.zc)
             block = lay.to_planes(read_block(self.image, lay.index(prefix, slice(z0, z1), *t.read)))
             hit = self.cache[job.tile_index] = (prefix, z0, z1, block)
-        return hit[3][planes.start - hit[1]:planes.stop - hit[1]]
+        return hit[3][planes.start - hit[1] : planes.stop - hit[1]]
 
 
 def normalise(block: np.ndarray, lo: float, span: float) -> np.ndarray:
@@ -187,7 +203,9 @@ def sample_crops(image, layout: Layout, align: int, n: int, size: int, seed: int
         prefix, planes = blocks[int(rng.integers(len(blocks)))]
         y0 = int(rng.integers(0, ny - sy + 1)) // align * align
         x0 = int(rng.integers(0, nx - sx + 1)) // align * align
-        raw = layout.to_planes(read_block(image, layout.index(prefix, planes, slice(y0, y0 + sy), slice(x0, x0 + sx))))
+        raw = layout.to_planes(
+            read_block(image, layout.index(prefix, planes, slice(y0, y0 + sy), slice(x0, x0 + sx)))
+        )
         check_finite(raw, f"sample at y {y0}, x {x0}")
         crops.append(raw[0].astype(np.float32))
         ids.append((layout.plane_ids(prefix, planes)[0], y0, x0))

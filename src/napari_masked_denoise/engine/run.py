@@ -94,8 +94,9 @@ class StoreResult:
         return int(np.prod(self.denoised.shape))
 
 
-def denoise_iter(image, output=None, settings: RunSettings | None = None, *, scheduler=None,
-                 **fields) -> Generator[Progress, None, StoreResult]:
+def denoise_iter(
+    image, output=None, settings: RunSettings | None = None, *, scheduler=None, **fields
+) -> Generator[Progress, None, StoreResult]:
     """Denoise ``image`` tile by tile into a zarr group, yielding :class:`Progress`.
 
     Parameters
@@ -137,12 +138,28 @@ def denoise_iter(image, output=None, settings: RunSettings | None = None, *, sch
     plan = Plan.make(layout, tile, meth, list(layout.blocks(_batch(s, layout, tile))), lo, hi)
     store.create_arrays(plan, image.shape, axes, meth.extras, s.scale)
     result = StoreResult(
-        group=store.group, axes=axes, axes_guessed=guessed, method=s.method, preset=s.preset,
-        mode=s.mode, sigma=float("nan"), seconds=0.0, complete=False, path=store.path,
-        info={"device": str(device), "tiles": plan.n_jobs, "plane_batch": plan.blocks[0][1].stop
-              - plan.blocks[0][1].start, "halo": halo_of(meth), "tiling": "exact" if plan.exact else "blended",
-              "extras": tuple(meth.extras), "intensity_range": (lo, hi), "precision": s.precision,
-              "compiled": bool(s.compile), "cluster": None if scheduler is None else describe_scheduler(scheduler)},
+        group=store.group,
+        axes=axes,
+        axes_guessed=guessed,
+        method=s.method,
+        preset=s.preset,
+        mode=s.mode,
+        sigma=float("nan"),
+        seconds=0.0,
+        complete=False,
+        path=store.path,
+        info={
+            "device": str(device),
+            "tiles": plan.n_jobs,
+            "plane_batch": plan.blocks[0][1].stop - plan.blocks[0][1].start,
+            "halo": halo_of(meth),
+            "tiling": "exact" if plan.exact else "blended",
+            "extras": tuple(meth.extras),
+            "intensity_range": (lo, hi),
+            "precision": s.precision,
+            "compiled": bool(s.compile),
+            "cluster": None if scheduler is None else describe_scheduler(scheduler),
+        },
     )
     done = store.done()
     todo = [j for j in range(plan.n_jobs) if not done[j]]
@@ -165,7 +182,9 @@ def _check(s: RunSettings, output, scheduler) -> None:
     if s.scale is not None and len(s.scale) != len(s.axes):
         raise DenoiseError(f"scale has {len(s.scale)} values but the axes {s.axes!r} {len(s.axes)}")
     if scheduler is not None and not isinstance(output, str | os.PathLike):
-        raise DenoiseError("a cluster run writes into a zarr store on disk that its workers reach; give an output path")
+        raise DenoiseError(
+            "a cluster run writes into a zarr store on disk that its workers reach; give an output path"
+        )
 
 
 def _build(s: RunSettings):
@@ -178,15 +197,28 @@ def _build(s: RunSettings):
 
 def _fingerprint(s: RunSettings, meth, shape, lo: float, hi: float) -> dict:
     """What a resumed run must share with the run that wrote the store."""
-    return jsonable({
-        "version": __version__, "method": s.method, "preset": s.preset, "mode": s.mode,
-        "options": meth.options, "seed": s.seed, "tile": s.tile, "plane_batch": s.plane_batch,
-        "sample": [s.sample_tiles, s.sample_size], "shape": list(shape), "axes": s.axes,
-        "norm": [lo, hi], "precision": s.precision,
-    })
+    return jsonable(
+        {
+            "version": __version__,
+            "method": s.method,
+            "preset": s.preset,
+            "mode": s.mode,
+            "options": meth.options,
+            "seed": s.seed,
+            "tile": s.tile,
+            "plane_batch": s.plane_batch,
+            "sample": [s.sample_tiles, s.sample_size],
+            "shape": list(shape),
+            "axes": s.axes,
+            "norm": [lo, hi],
+            "precision": s.precision,
+        }
+    )
 
 
-def _adapt(image, layout: Layout, s: RunSettings, meth, store: Store, norm: tuple[float, float], t0: float):
+def _adapt(
+    image, layout: Layout, s: RunSettings, meth, store: Store, norm: tuple[float, float], t0: float
+):
     """Adapt the method on a sample of crops (``once`` mode, or a method that decides on
     the sample), or reload the adaptation an earlier run of the store saved; yields
     :class:`Progress`, returns the adaptation's report."""
@@ -197,7 +229,9 @@ def _adapt(image, layout: Layout, s: RunSettings, meth, store: Store, norm: tupl
         meth.load_state_bytes(state)
         return dict(store.meta.get("adapt_report") or {})
     sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
-    report = yield from _progress(meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0)
+    report = yield from _progress(
+        meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0
+    )
     store.save_method_state(meth.state_bytes())
     store.update_meta(adapt_report=report or {})
     return dict(report or {})

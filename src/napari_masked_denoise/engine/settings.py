@@ -87,8 +87,10 @@ class RunSettings:
         cls = get_method(self.method)  # unknown method: a one-line error
         preset = self.preset or default_preset(self.method)
         if preset not in cls.presets:
-            raise DenoiseError(f"unknown preset {preset!r} for method {self.method!r}; "
-                               f"choose one of {', '.join(cls.presets)}")
+            raise DenoiseError(
+                f"unknown preset {preset!r} for method {self.method!r}; "
+                f"choose one of {', '.join(cls.presets)}"
+            )
         opts = dict(self.options or {})
         cls.check_options(opts)
         if self.mode is not None and self.mode not in MODES:
@@ -105,13 +107,19 @@ class RunSettings:
         if self.precision not in PRECISIONS:
             raise DenoiseError(f"precision must be 'float32' or 'mixed', got {self.precision!r}")
         if (self.precision == "mixed" or self.compile) and self.mode not in (None, "once"):
-            raise DenoiseError("mixed precision and compile apply to the fixed network of once mode (--mode once)")
+            raise DenoiseError(
+                "mixed precision and compile apply to the fixed network of once mode (--mode once)"
+            )
         if self.device is not None and not isinstance(self.device, str):
             object.__setattr__(self, "device", str(self.device))
-        set_ = {"preset": preset, "options": opts, "seed": int(self.seed),
-                "tile": None if self.tile is None else int(self.tile),
-                "scale": None if self.scale is None else tuple(float(s) for s in self.scale),
-                "input_path": None if self.input_path is None else os.fspath(self.input_path)}
+        set_ = {
+            "preset": preset,
+            "options": opts,
+            "seed": int(self.seed),
+            "tile": None if self.tile is None else int(self.tile),
+            "scale": None if self.scale is None else tuple(float(s) for s in self.scale),
+            "input_path": None if self.input_path is None else os.fspath(self.input_path),
+        }
         for key, value in set_.items():
             object.__setattr__(self, key, value)
 
@@ -123,8 +131,13 @@ class RunSettings:
         """This run's method (resolved ``mode``) on ``device``, not adapted yet."""
         from ..methods import get_method
 
-        return get_method(self.method)(preset=self.preset, mode=self.mode or "once", device=device,
-                                       seed=self.seed, **self.options)
+        return get_method(self.method)(
+            preset=self.preset,
+            mode=self.mode or "once",
+            device=device,
+            seed=self.seed,
+            **self.options,
+        )
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -156,8 +169,9 @@ def method_tile(meth) -> int:
     return max(meth.default_tile, EXACT_TILE) if meth.tile_exact else meth.default_tile
 
 
-def default_tile(method: str, preset: str | None = None, options: dict | None = None,
-                 mode: str = "once") -> int | None:
+def default_tile(
+    method: str, preset: str | None = None, options: dict | None = None, mode: str = "once"
+) -> int | None:
     """The tile a run of ``method`` gets when none is given, without building it; ``None``
     when it depends on what the method decides on the image (``auto``'s choice).
 

@@ -92,7 +92,9 @@ class Store:
         when it was written with the same ``fingerprint``."""
         import zarr
 
-        store, path = _prepare_output(output, settings.input_path, settings.overwrite, settings.resume)
+        store, path = _prepare_output(
+            output, settings.input_path, settings.overwrite, settings.resume
+        )
         if settings.resume:
             group = zarr.open_group(store, mode="r+")
             old = dict(group.attrs.get(ATTR, {})).get("fingerprint")
@@ -131,7 +133,9 @@ class Store:
 
     def save_method_state(self, data: bytes) -> None:
         state = np.frombuffer(data, dtype=np.uint8)
-        arr = self.group.create_array(METHOD_STATE, shape=state.shape, dtype="uint8", chunks=state.shape)
+        arr = self.group.create_array(
+            METHOD_STATE, shape=state.shape, dtype="uint8", chunks=state.shape
+        )
         arr[:] = state
 
     # -- the arrays ------------------------------------------------------------------------
@@ -142,15 +146,22 @@ class Store:
             return
         chunks = plan.chunks
         for name in (DENOISED, NOISE_MAP, *extras):
-            arr = self.group.create_array(name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0)
+            arr = self.group.create_array(
+                name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0
+            )
             arr.attrs.update({"axes": axes, "scale": list(scale) if scale is not None else None})
         ledger, chunk = (len(plan.blocks), len(plan.tiles)), (1, plan.n_tx)
         self.group.create_array(TILES_DONE, shape=ledger, chunks=chunk, dtype="uint8", fill_value=0)
-        self.group.create_array(TILE_SIGMA, shape=ledger, chunks=chunk, dtype="float32", fill_value=np.nan)
+        self.group.create_array(
+            TILE_SIGMA, shape=ledger, chunks=chunk, dtype="float32", fill_value=np.nan
+        )
 
     def writers(self, extras) -> dict:
         """The arrays a job writes, opened once (zarr re-reads metadata on every lookup)."""
-        return {name: self.group[name] for name in (DENOISED, NOISE_MAP, TILE_SIGMA, TILES_DONE, *extras)}
+        return {
+            name: self.group[name]
+            for name in (DENOISED, NOISE_MAP, TILE_SIGMA, TILES_DONE, *extras)
+        }
 
     def done(self) -> np.ndarray:
         """Which jobs the ledger lists as written, flat in job order."""
@@ -163,8 +174,12 @@ class Store:
 
     def finish(self, sigma: float, report: dict) -> None:
         """Mark the store complete, with the run's sigma and the method's report."""
-        self.update_meta(complete=True, sigma=sigma, finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                         **({"method_report": report} if report else {}))
+        self.update_meta(
+            complete=True,
+            sigma=sigma,
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"method_report": report} if report else {}),
+        )
 
 
 def write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from .base import MODES, Method, Preset
 
-__all__ = ["MODES", "Method", "Preset", "get_method", "method_names", "describe_methods", "default_preset"]
+__all__ = [
+    "MODES",
+    "Method",
+    "Preset",
+    "get_method",
+    "method_names",
+    "describe_methods",
+    "default_preset",
+]
 
 # name -> "module:Class" (or the class itself); modules are imported only when a method is
 # used. A new method is one line here.

@@ -54,7 +54,15 @@ from .options import integer, number, one_of
 
 __all__ = ["Auto", "default_candidates"]
 
-_FAST = ("wavelet", "tv:fixed", "tv:calibrated", "nlm", "bm3d", "ttt-mim:no-adapt", "meta-tta:no-adapt")
+_FAST = (
+    "wavelet",
+    "tv:fixed",
+    "tv:calibrated",
+    "nlm",
+    "bm3d",
+    "ttt-mim:no-adapt",
+    "meta-tta:no-adapt",
+)
 _QUALITY = _FAST + ("ttt-mim:fast", "zero-shot:fast", "zero-shot:real-fast")
 
 
@@ -85,12 +93,15 @@ class Auto(Method):
     name = "auto"
     summary = "choose the method and preset per image by the estimated error of every candidate"
     presets = {
-        "fast": Preset("classical peers and the networks without adaptation (seconds per image)",
-                       {"candidates": "fast"}),
+        "fast": Preset(
+            "classical peers and the networks without adaptation (seconds per image)",
+            {"candidates": "fast"},
+        ),
         "quality": Preset(
             "also TTT-MIM fast and zero-shot filling (synthetic and real-noise weights): minutes per "
             "image; the held-out loss favours zero-shot filling over BM3D, -o score=sure less so (see RESULTS)",
-            {"candidates": "quality"}),
+            {"candidates": "quality"},
+        ),
     }
     defaults = {
         "candidates": "fast",
@@ -119,7 +130,11 @@ class Auto(Method):
         if isinstance(cands, str) and cands in ("quality", "fast"):
             specs = default_candidates(cands)
         else:
-            specs = tuple(c.strip() for c in (cands.split(",") if isinstance(cands, str) else cands) if c.strip())
+            specs = tuple(
+                c.strip()
+                for c in (cands.split(",") if isinstance(cands, str) else cands)
+                if c.strip()
+            )
         if not specs:
             raise DenoiseError("auto needs at least one candidate")
         self.radius = int(o["radius"])
@@ -173,7 +188,10 @@ class Auto(Method):
 
         if meth is None:
             m = self._holdout(y, coords)
-            return {"input": hide(y, m, self.radius, fill=str(self.options["fill"]), seed=self.seed), "mask": m}
+            return {
+                "input": hide(y, m, self.radius, fill=str(self.options["fill"]), seed=self.seed),
+                "mask": m,
+            }
         out = meth.denoise(prep["input"], coords)
         return {"loss": holdout_loss(out, y, prep["mask"]), "output": out}
 
@@ -194,7 +212,12 @@ class Auto(Method):
         out = meth.denoise(y, coords)
         run_s = time.perf_counter() - t
         div = divergence(out, meth.denoise(y + SURE_EPS * b, coords), b, SURE_EPS)
-        return {"loss": risk(y, out, self._noise_var, div), "output": out, "div": div, "run_seconds": run_s}
+        return {
+            "loss": risk(y, out, self._noise_var, div),
+            "output": out,
+            "div": div,
+            "run_seconds": run_s,
+        }
 
     def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
         """The held-out pixels, a function of the position in the image: where sample crops
@@ -206,13 +229,19 @@ class Auto(Method):
         origins = coords.origins
         if not origins or len(origins) != y.shape[0]:
             return holdout_mask(y.shape, coords, self.seed, frac, r)
-        return np.concatenate([holdout_mask((1, *y.shape[1:]), Coords([p], y0, x0), self.seed, frac, r)
-                               for p, y0, x0 in origins])
+        return np.concatenate(
+            [
+                holdout_mask((1, *y.shape[1:]), Coords([p], y0, x0), self.seed, frac, r)
+                for p, y0, x0 in origins
+            ]
+        )
 
     def _choose(self, scores: dict, y: np.ndarray) -> str:
         from ..noise.holdout import Estimate, noise_variance
 
-        ok = {k: v for k, v in scores.items() if v.get("loss") is not None and np.isfinite(v["loss"])}
+        ok = {
+            k: v for k, v in scores.items() if v.get("loss") is not None and np.isfinite(v["loss"])
+        }
         if not ok:
             raise DenoiseError("auto: no candidate gave a finite error estimate")
         best = min(ok, key=lambda k: ok[k]["loss"])
@@ -224,7 +253,9 @@ class Auto(Method):
             nlf, div = self._noise_var, ok[best]["div"]
             var = min(nlf, noise_variance(y, ok[best]["output"]))
             fit = ok[best]["loss"] + nlf - 2 * div  # SURE = fit - nlf + 2 div
-            est = Estimate(fit + 2 * div * var / nlf, var)  # SURE with the noise level scaled by var/nlf
+            est = Estimate(
+                fit + 2 * div * var / nlf, var
+            )  # SURE with the noise level scaled by var/nlf
         else:
             var = noise_variance(y, ok[best]["output"])
             est = Estimate(ok[best]["loss"], var)
@@ -232,7 +263,9 @@ class Auto(Method):
             choice=best,
             scores={k: _public(v) for k, v in scores.items()},
             noise_sigma=math.sqrt(var),
-            estimated_mse=est.mse, estimated_psnr=est.psnr, estimated_gain_db=est.gain_db,
+            estimated_mse=est.mse,
+            estimated_psnr=est.psnr,
+            estimated_gain_db=est.gain_db,
         )
         return best
 
@@ -273,9 +306,9 @@ class Auto(Method):
         if not data:
             return
         n = int.from_bytes(data[:8], "little")
-        self._report = json.loads(data[8:8 + n].decode())["report"]
+        self._report = json.loads(data[8 : 8 + n].decode())["report"]
         self._set_choice(self._report["choice"])
-        self.candidates[self.chosen].load_state_bytes(data[8 + n:])
+        self.candidates[self.chosen].load_state_bytes(data[8 + n :])
 
 
 def _public(score: dict) -> dict:
@@ -286,4 +319,3 @@ def _public(score: dict) -> dict:
     if "skipped" in score:
         out["skipped"] = score["skipped"]
     return out
-

@@ -186,7 +186,9 @@ class Method:
         """Whether tiles need no blending (fixed parameters, an exact halo): the engine
         then cuts each plane into a partition aligned to the output chunks and writes
         every tile once, without overlap and without reading the output back."""
-        return self.exact_support and (self.mode == "once" or not self.adapts_per_tile(self.options))
+        return self.exact_support and (
+            self.mode == "once" or not self.adapts_per_tile(self.options)
+        )
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Generator[tuple[int, int], None, dict]:
@@ -279,7 +281,9 @@ class Method:
             state, self.weights_info = load_state(str(o["weights"]))
             trained_for = self.weights_info.get("method", self.name)
             if trained_for != self.name:
-                raise DenoiseError(f"weights {o['weights']!r} were trained for {trained_for!r}, not {self.name}")
+                raise DenoiseError(
+                    f"weights {o['weights']!r} were trained for {trained_for!r}, not {self.name}"
+                )
             widths = tuple(self.weights_info.get("architecture", {}).get("widths", self.widths))
             if "widths" in user_options and tuple(int(w) for w in user_options["widths"]) != widths:
                 raise DenoiseError(
@@ -292,7 +296,9 @@ class Method:
             try:
                 net.load_state_dict(state)
             except RuntimeError as exc:
-                raise DenoiseError(f"weights {o['weights']!r} do not fit the network: {exc}") from None
+                raise DenoiseError(
+                    f"weights {o['weights']!r} do not fit the network: {exc}"
+                ) from None
         self.net = net.to(self.device).to(memory_format=torch.channels_last)
         self._init_state = copy.deepcopy(self.net.state_dict())
         return self.net

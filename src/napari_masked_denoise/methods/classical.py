@@ -53,7 +53,11 @@ class _Classical(Method):
         yield 1, 1
 
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
-        param = self.param if self.mode == "once" and self.param is not None else self._fit(block, coords)
+        param = (
+            self.param
+            if self.mode == "once" and self.param is not None
+            else self._fit(block, coords)
+        )
         out = [self._plane(np.asarray(p, dtype=np.float64), param) for p in block]
         return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
 
@@ -68,12 +72,18 @@ class TV(_Classical):
     name = "tv"
     summary = "total-variation denoising (Chambolle), weight fixed or calibrated on held-out pixels"
     presets = {
-        "calibrated": Preset("weight chosen from 12 (0.01-1) by the held-out loss", {"weight": "calibrated"}),
+        "calibrated": Preset(
+            "weight chosen from 12 (0.01-1) by the held-out loss", {"weight": "calibrated"}
+        ),
         "fixed": Preset("weight 0.1 (a strong simple peer on fluorescence)", {"weight": 0.1}),
     }
     defaults = {"weight": "calibrated"}
-    checks = {"weight": Check("'calibrated' or a positive number",
-                              lambda v: v == "calibrated" or number(0, open_lo=True).ok(v))}
+    checks = {
+        "weight": Check(
+            "'calibrated' or a positive number",
+            lambda v: v == "calibrated" or number(0, open_lo=True).ok(v),
+        )
+    }
 
     def _fit(self, block, coords):
         if self.options["weight"] != "calibrated":
@@ -82,8 +92,10 @@ class TV(_Classical):
 
         m = holdout_mask(block.shape, coords, self.seed, frac=0.03)
         hidden = hide(block, m)
-        losses = [holdout_loss(np.stack([self._plane(p, w) for p in hidden.astype(np.float64)]), block, m)
-                  for w in TV_WEIGHTS]
+        losses = [
+            holdout_loss(np.stack([self._plane(p, w) for p in hidden.astype(np.float64)]), block, m)
+            for w in TV_WEIGHTS
+        ]
         return TV_WEIGHTS[int(np.nanargmin(losses))]
 
     def _plane(self, plane, weight):
@@ -109,8 +121,14 @@ class NonLocalMeans(_Classical):
         from skimage.restoration import denoise_nl_means
 
         o = self.options
-        return denoise_nl_means(plane, h=float(o["h"]) * sigma, sigma=sigma, fast_mode=True,
-                                patch_size=int(o["patch_size"]), patch_distance=int(o["patch_distance"]))
+        return denoise_nl_means(
+            plane,
+            h=float(o["h"]) * sigma,
+            sigma=sigma,
+            fast_mode=True,
+            patch_size=int(o["patch_size"]),
+            patch_distance=int(o["patch_distance"]),
+        )
 
 
 class Wavelet(_Classical):
@@ -138,7 +156,9 @@ class BM3D(_Classical):
         except ImportError:
             from ..core.axes import DenoiseError
 
-            raise DenoiseError("method 'bm3d' needs the optional package: pip install bm3d") from None
+            raise DenoiseError(
+                "method 'bm3d' needs the optional package: pip install bm3d"
+            ) from None
         super().__init__(**kwargs)
 
     def _plane(self, plane, sigma):

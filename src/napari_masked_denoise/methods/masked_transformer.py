@@ -38,15 +38,22 @@ class MaskedTransformer(Method):
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
         return False  # one pass of a fixed network
+
     name = "masked-transformer"
-    summary = ("one forward pass of a transformer trained with masked image training (no adaptation; "
-               "no shipped weights yet)")
+    summary = (
+        "one forward pass of a transformer trained with masked image training (no adaptation; "
+        "no shipped weights yet)"
+    )
     presets = {
         "fast": Preset("one pass of the masked-trained network, attention mask off", {}),
-        "reference": Preset("attention mask on at test time (75% of tokens), 4 passes averaged",
-                            {"attn_drop": 0.75, "passes": 4}),
-        "unmasked": Preset("the baseline: the same network trained without masking, same budget",
-                           {"weights": "masked-transformer-unmasked"}),
+        "reference": Preset(
+            "attention mask on at test time (75% of tokens), 4 passes averaged",
+            {"attn_drop": 0.75, "passes": 4},
+        ),
+        "unmasked": Preset(
+            "the baseline: the same network trained without masking, same budget",
+            {"weights": "masked-transformer-unmasked"},
+        ),
     }
     defaults = {
         "attn_drop": 0.0,
@@ -70,7 +77,8 @@ class MaskedTransformer(Method):
                 raise DenoiseError(
                     f"no shipped weights {o['weights']!r} yet: the first CPU training run did not learn to "
                     "denoise (benchmarks/RESULTS.md); train with 'masked-denoise train masked-transformer' "
-                    "and pass weights=PATH.pt")
+                    "and pass weights=PATH.pt"
+                )
         self._build_net(_make, kwargs)
         self.net.eval()
         self.halo = receptive_radius("swin", (self.net.conv, self.net.dim, *self.net.depths))
@@ -87,7 +95,10 @@ class MaskedTransformer(Method):
             def u(layer, th, tw):  # tokens of th x tw on this block; scale to the image grid
                 f = full_h // th
                 c = Coords(coords.planes, coords.y0 // f, coords.x0 // f)
-                return uniform(self.seed, 1000 * p + layer, c, (th, tw), self.device).permute(0, 2, 3, 1)
+                return uniform(self.seed, 1000 * p + layer, c, (th, tw), self.device).permute(
+                    0, 2, 3, 1
+                )
+
             return u
 
         with torch.inference_mode():

@@ -41,12 +41,17 @@ class MetaTTA(Method):
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
         return int(options["steps"]) > 0
+
     name = "meta-tta"
     summary = "meta-learned head-only test-time adaptation on a learned loss mask"
     presets = {
-        "fast": Preset("5 head-only steps with the meta-learned step sizes (as meta-trained)", {"steps": 5}),
-        "reference": Preset("5 head-only steps of Adam at lr 1e-5 (the reference code's test time)",
-                            {"steps": 5, "optimizer": "adam", "lr": 1e-5}),
+        "fast": Preset(
+            "5 head-only steps with the meta-learned step sizes (as meta-trained)", {"steps": 5}
+        ),
+        "reference": Preset(
+            "5 head-only steps of Adam at lr 1e-5 (the reference code's test time)",
+            {"steps": 5, "optimizer": "adam", "lr": 1e-5},
+        ),
         "no-adapt": Preset("the meta-trained network as it is, no adaptation", {"steps": 0}),
     }
     defaults = {
@@ -89,7 +94,10 @@ class MetaTTA(Method):
             if self.options["optimizer"] == "meta-sgd":
                 params = inner_steps(self.net, feats, x, mask, steps, weight=self.inner_weight)
             else:
-                params = {k: v.detach().clone().requires_grad_(True) for k, v in self.net.head_params().items()}
+                params = {
+                    k: v.detach().clone().requires_grad_(True)
+                    for k, v in self.net.head_params().items()
+                }
                 opt = Adam(params.values(), lr=float(self.options["lr"]))
                 for _ in range(steps):
                     _, _, rec = self.net.heads(feats, x, params)

@@ -34,17 +34,30 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
         must = "a whole number" if lo is None else f"a whole number, {lo} or more"
     else:
         must = f"a whole number from {lo} to {hi}"
-    return Check(must, lambda v: _is_number(v) and int(v) == v and (lo is None or v >= lo)
-                 and (hi is None or v <= hi))
+    return Check(
+        must,
+        lambda v: (
+            _is_number(v) and int(v) == v and (lo is None or v >= lo) and (hi is None or v <= hi)
+        ),
+    )
 
 
-def number(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False,
-           open_hi: bool = False) -> Check:
+def number(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    open_lo: bool = False,
+    open_hi: bool = False,
+) -> Check:
     """A number between ``lo`` and ``hi``, bounds included unless ``open_lo``/``open_hi``."""
     if lo is not None and hi is not None:
         must = f"a number in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
     elif lo is not None:
-        must = f"a number {'above' if open_lo else 'at least'} {lo}" if lo != 0 or not open_lo else "positive"
+        must = (
+            f"a number {'above' if open_lo else 'at least'} {lo}"
+            if lo != 0 or not open_lo
+            else "positive"
+        )
     else:
         must = "a number"
 

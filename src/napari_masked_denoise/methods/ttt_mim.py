@@ -47,20 +47,34 @@ class TTTMIM(Method):
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
         return int(options["steps"]) > 0 or bool(options["normalise_noise"])
+
     name = "ttt-mim"
-    summary = "test-time training of a Gaussian-pretrained network with a masked-image-modelling head"
+    summary = (
+        "test-time training of a Gaussian-pretrained network with a masked-image-modelling head"
+    )
     presets = {
-        "fast": Preset("8 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
-                       {"steps": 8, "weights": "ttt-mim"}),
-        "quality": Preset("20 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
-                          {"steps": 20, "weights": "ttt-mim"}),
-        "safe": Preset("8 steps through the reconstruction loss only: smaller gains, rarely loses "
-                       "where the noise is weaker than the training noise", {"steps": 8, "consistency": 0.0,
-                                                                              "weights": "ttt-mim"}),
-        "volume": Preset("8 steps with the 0.04 M-parameter network: about 1.4x the throughput of `fast` "
-                         "on large volumes on a CPU, about 1.5 dB lower", {"steps": 8, "weights": "ttt-mim-small"}),
-        "no-adapt": Preset("the pretrained network as it is, no adaptation (Gaussian noise only)",
-                           {"steps": 0, "weights": "ttt-mim"}),
+        "fast": Preset(
+            "8 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
+            {"steps": 8, "weights": "ttt-mim"},
+        ),
+        "quality": Preset(
+            "20 steps, 40% masks of 4x4 patches, 0.15 M-parameter network",
+            {"steps": 20, "weights": "ttt-mim"},
+        ),
+        "safe": Preset(
+            "8 steps through the reconstruction loss only: smaller gains, rarely loses "
+            "where the noise is weaker than the training noise",
+            {"steps": 8, "consistency": 0.0, "weights": "ttt-mim"},
+        ),
+        "volume": Preset(
+            "8 steps with the 0.04 M-parameter network: about 1.4x the throughput of `fast` "
+            "on large volumes on a CPU, about 1.5 dB lower",
+            {"steps": 8, "weights": "ttt-mim-small"},
+        ),
+        "no-adapt": Preset(
+            "the pretrained network as it is, no adaptation (Gaussian noise only)",
+            {"steps": 0, "weights": "ttt-mim"},
+        ),
     }
     defaults = {
         "steps": 8,
@@ -100,7 +114,9 @@ class TTTMIM(Method):
         total = int(o["steps"])
         if total == 0:
             return
-        m = patch_mask(self.seed, 0, coords, x.shape[-2:], int(o["patch"]), float(o["mask_ratio"]), self.device)
+        m = patch_mask(
+            self.seed, 0, coords, x.shape[-2:], int(o["patch"]), float(o["mask_ratio"]), self.device
+        )
         m = m.to(x.dtype).contiguous(memory_format=torch.channels_last)
         n_masked = m.sum().clamp_min(1.0)
         opt = Adam(self.net.parameters(), lr=float(o["lr"]))  # AdamW without weight decay

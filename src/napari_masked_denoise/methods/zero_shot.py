@@ -23,9 +23,9 @@ from ..core.masks import Coords, uniform
 from ..nets import receptive_radius as _radius
 from ..nets.filling import fill, fill_passes, rotating_drops
 from ..nets.unet import UNet
-from .options import integer, number, one_of
 from ._optim import Adam
 from .base import Method, Preset, Processed
+from .options import integer, number, one_of
 
 __all__ = ["ZeroShotFilling", "receptive_radius"]
 
@@ -60,14 +60,24 @@ class ZeroShotFilling(Method):
         "stop": Preset(
             "up to 1000 iterations, beta 0.9, stopped where the held-out loss (3% of pixels) is "
             "lowest, synthetic-noise weights: pixel-independent noise",
-            {"iterations": 1000, "beta": 0.9, "mask_ratio": 0.3, "weights": "zero-shot-synthetic",
-             "stop": "holdout"},
+            {
+                "iterations": 1000,
+                "beta": 0.9,
+                "mask_ratio": 0.3,
+                "weights": "zero-shot-synthetic",
+                "stop": "holdout",
+            },
         ),
         "real-stop": Preset(
             "up to 1000 iterations, beta 0.9, 85% masks, stopped by the held-out loss, real-noise "
             "weights: real, spatially correlated noise",
-            {"iterations": 1000, "beta": 0.9, "mask_ratio": 0.85, "weights": "zero-shot-real",
-             "stop": "holdout"},
+            {
+                "iterations": 1000,
+                "beta": 0.9,
+                "mask_ratio": 0.85,
+                "weights": "zero-shot-real",
+                "stop": "holdout",
+            },
         ),
         "real-quality": Preset(
             "1000 iterations, beta 0.99, 85% masks, real-noise weights: real, spatially correlated noise",
@@ -132,8 +142,9 @@ class ZeroShotFilling(Method):
         u = uniform(self.seed, draw, coords, x.shape[-2:], self.device)
         return (u >= float(self.options["mask_ratio"])).to(x.dtype)
 
-    def _iterate(self, x: torch.Tensor, coords: Coords, *, keep_ema: bool,
-                 held: torch.Tensor | None = None) -> Iterator:
+    def _iterate(
+        self, x: torch.Tensor, coords: Coords, *, keep_ema: bool, held: torch.Tensor | None = None
+    ) -> Iterator:
         """Iterative filling on ``x``; yields ``(step, total, ema)``. Pixels where ``held``
         is 1 are never shown to the network and never a training target."""
         o = self.options
@@ -173,7 +184,7 @@ class ZeroShotFilling(Method):
                 ema, stopped = self._stopped(x, c)
                 return Processed(self._from_net_space(ema, info), report={"stopped_at": [stopped]})
             ema = x
-            for _, _, ema in self._iterate(x, c, keep_ema=True):
+            for _, _, ema in self._iterate(x, c, keep_ema=True):  # noqa: B007 (the last one is the output)
                 pass
             return Processed(self._from_net_space(ema, info))
         return Processed(self._from_net_space(self._fill(x, c), info))
@@ -205,8 +216,12 @@ class ZeroShotFilling(Method):
         u = uniform(self.seed, _FILL_DRAW, coords, x.shape[-2:], self.device)
         self.net.eval()
         # rotating the uniforms by p per pass drops every pixel at least once
-        return fill(self.net, x, rotating_drops(u, p, x.dtype),
-                    fill_passes(p, int(self.options["fill_passes"])))
+        return fill(
+            self.net,
+            x,
+            rotating_drops(u, p, x.dtype),
+            fill_passes(p, int(self.options["fill_passes"])),
+        )
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes(self.net.state_dict())

@@ -104,7 +104,9 @@ class MaskNet(nn.Module):
 
     def __init__(self, c: int = 24):
         super().__init__()
-        self.net = nn.Sequential(_conv(4, c), _act(), _conv(c, c), _act(), _conv(c, c), _act(), _conv(c, 4))
+        self.net = nn.Sequential(
+            _conv(4, c), _act(), _conv(c, c), _act(), _conv(c, c), _act(), _conv(c, 4)
+        )
 
     def forward(self, x):
         return torch.sigmoid(F.pixel_shuffle(self.net(F.pixel_unshuffle(x, 2)), 2))
@@ -145,14 +147,19 @@ class MetaNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
-    def heads(self, feats: torch.Tensor, x: torch.Tensor, params: dict | None = None, aux: bool = True):
+    def heads(
+        self, feats: torch.Tensor, x: torch.Tensor, params: dict | None = None, aux: bool = True
+    ):
         """``(clean, residual, reconstruction)``; ``params`` (head names -> tensors) replace
         the heads' own weights. With ``aux=False`` the reconstruction is ``None``."""
         if params is None:
             res = self.primary(feats)
         else:
             res = torch.func.functional_call(
-                self.primary, {k[len("primary."):]: v for k, v in params.items() if k.startswith("primary.")}, (feats,))
+                self.primary,
+                {k[len("primary.") :]: v for k, v in params.items() if k.startswith("primary.")},
+                (feats,),
+            )
         clean = x + res
         if not aux:
             return clean, res, None
@@ -160,7 +167,10 @@ class MetaNet(nn.Module):
             rec = self.aux(clean, res)
         else:
             rec = torch.func.functional_call(
-                self.aux, {k[len("aux."):]: v for k, v in params.items() if k.startswith("aux.")}, (clean, res))
+                self.aux,
+                {k[len("aux.") :]: v for k, v in params.items() if k.startswith("aux.")},
+                (clean, res),
+            )
         return clean, res, rec
 
     def denoise(self, x: torch.Tensor, params: dict | None = None) -> torch.Tensor:
@@ -182,7 +192,9 @@ def binarised(mask: torch.Tensor) -> torch.Tensor:
     return hard + mask - mask.detach()
 
 
-def inner_steps(net: MetaNet, feats, x, mask, steps: int, *, weight: float = 10.0, create_graph: bool = False):
+def inner_steps(
+    net: MetaNet, feats, x, mask, steps: int, *, weight: float = 10.0, create_graph: bool = False
+):
     """``steps`` SGD steps of the heads on ``weight * aux_loss`` with the learned step
     sizes; returns the adapted head parameters (a dict). The body's features ``feats`` and
     the mask are inputs: only the heads change."""
@@ -196,6 +208,8 @@ def inner_steps(net: MetaNet, feats, x, mask, steps: int, *, weight: float = 10.
         _, _, rec = net.heads(feats, x, params)
         loss = weight * aux_loss(rec, x, mask)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-        params = {k: (v - lr * g) if create_graph else (v - lr * g).detach().requires_grad_(True)
-                  for (k, v), g, lr in zip(params.items(), grads, lrs)}
+        params = {
+            k: (v - lr * g) if create_graph else (v - lr * g).detach().requires_grad_(True)
+            for (k, v), g, lr in zip(params.items(), grads, lrs)
+        }
     return params

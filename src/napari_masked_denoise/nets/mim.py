@@ -30,7 +30,9 @@ __all__ = ["MIMNet"]
 
 
 def _head(c: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c, 1, 1))
+    return nn.Sequential(
+        nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c, 1, 1)
+    )
 
 
 class MIMNet(nn.Module):

@@ -76,7 +76,9 @@ class _Attention(nn.Module):
         self._cached = None  # weights may change
         return super().train(mode)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, batch: int, hw=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, batch: int, hw=None
+    ) -> torch.Tensor:
         """``x``: windows ``(B * nW, N, C)``; ``mask``: the shifted-window mask of the token
         grid ``hw`` (``None`` for unshifted windows)."""
         bn, n, c = x.shape
@@ -93,9 +95,14 @@ class _Attention(nn.Module):
             else:
                 attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).to(x.dtype).contiguous()
                 self._cached = None if torch.is_grad_enabled() else (key, attn_mask)
-            out = torch.cat([F.scaled_dot_product_attention(q[i:i + nw], k[i:i + nw], v[i:i + nw],
-                                                            attn_mask=attn_mask)
-                             for i in range(0, bn, nw)])
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[i : i + nw], k[i : i + nw], v[i : i + nw], attn_mask=attn_mask
+                    )
+                    for i in range(0, bn, nw)
+                ]
+            )
         return self.proj(out.transpose(1, 2).reshape(bn, n, c))
 
 
@@ -134,7 +141,8 @@ class _Group(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, window: int, mlp_ratio: float):
         super().__init__()
         self.blocks = nn.ModuleList(
-            _Block(dim, heads, window, shift=bool(i % 2), mlp_ratio=mlp_ratio) for i in range(depth))
+            _Block(dim, heads, window, shift=bool(i % 2), mlp_ratio=mlp_ratio) for i in range(depth)
+        )
         self.conv = nn.Conv2d(dim, dim, 3, padding=1)
 
     def forward(self, x: torch.Tensor, drop: float, uniform=None, first: int = 0) -> torch.Tensor:
@@ -149,8 +157,11 @@ class _Group(nn.Module):
 class _ConvRes(nn.Module):
     def __init__(self, c: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-                                  nn.Conv2d(c, c, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c, c, 3, padding=1),
+        )
 
     def forward(self, x):
         return x + self.body(x)
@@ -183,10 +194,23 @@ class SwinDenoiser(nn.Module):
         Hidden width of the blocks' MLP over ``dim``.
     """
 
-    def __init__(self, conv: int = 16, dim: int = 48, depths=(2, 2), heads: int = 2, window: int = 8,
-                 mlp_ratio: float = 2.0):
+    def __init__(
+        self,
+        conv: int = 16,
+        dim: int = 48,
+        depths=(2, 2),
+        heads: int = 2,
+        window: int = 8,
+        mlp_ratio: float = 2.0,
+    ):
         super().__init__()
-        self.conv, self.dim, self.depths, self.heads, self.window = conv, dim, tuple(depths), heads, window
+        self.conv, self.dim, self.depths, self.heads, self.window = (
+            conv,
+            dim,
+            tuple(depths),
+            heads,
+            window,
+        )
         self.align = 4 * window  # windows of the token grid tile the input
         self.embed = nn.Conv2d(4, conv, 3, padding=1)
         self.enc = _ConvRes(conv)

@@ -41,7 +41,9 @@ class UNet(nn.Module):
             nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1)
             for i in range(len(widths) - 1)
         )
-        self.enc = nn.ModuleList(_block(widths[i + 1], widths[i + 1]) for i in range(len(widths) - 1))
+        self.enc = nn.ModuleList(
+            _block(widths[i + 1], widths[i + 1]) for i in range(len(widths) - 1)
+        )
         self.ups = nn.ModuleList(
             nn.Conv2d(widths[i + 1], widths[i], 1) for i in range(len(widths) - 1)
         )

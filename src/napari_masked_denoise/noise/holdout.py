@@ -28,7 +28,15 @@ import numpy as np
 
 from ..core.masks import Coords, uniform
 
-__all__ = ["HOLDOUT_DRAW", "HOLDOUT_FRAC", "holdout_mask", "hide", "holdout_loss", "noise_variance", "Estimate"]
+__all__ = [
+    "HOLDOUT_DRAW",
+    "HOLDOUT_FRAC",
+    "holdout_mask",
+    "hide",
+    "holdout_loss",
+    "noise_variance",
+    "Estimate",
+]
 
 HOLDOUT_DRAW = (1 << 30) + 7
 """The mask draw of the held-out pixels; never one a method trains with."""
@@ -36,8 +44,9 @@ HOLDOUT_FRAC = 0.03
 """The share of pixels held out by default."""
 
 
-def holdout_mask(shape, coords: Coords | None = None, seed: int = 0, frac: float = HOLDOUT_FRAC,
-                 radius: int = 0) -> np.ndarray:
+def holdout_mask(
+    shape, coords: Coords | None = None, seed: int = 0, frac: float = HOLDOUT_FRAC, radius: int = 0
+) -> np.ndarray:
     """Boolean ``(N, H, W)``: the scored pixels, at least ``radius + 1`` from the border and
     ``2 * radius + 1`` apart, about ``frac`` of the pixels (fewer for blocks)."""
     n, h, w = shape
@@ -58,8 +67,9 @@ def holdout_mask(shape, coords: Coords | None = None, seed: int = 0, frac: float
     return m
 
 
-def hide(y: np.ndarray, mask: np.ndarray, radius: int = 0, fill: str = "residual",
-         seed: int = 0) -> np.ndarray:
+def hide(
+    y: np.ndarray, mask: np.ndarray, radius: int = 0, fill: str = "residual", seed: int = 0
+) -> np.ndarray:
     """A copy of ``y`` (``(N, H, W)``) with the blocks of ``radius`` around ``mask`` hidden.
 
     What a hidden pixel gets (never anything that depends on the hidden values):
@@ -79,8 +89,11 @@ def hide(y: np.ndarray, mask: np.ndarray, radius: int = 0, fill: str = "residual
     from scipy.ndimage import binary_dilation
 
     y = np.asarray(y, dtype=np.float32)
-    hidden = mask if not radius else binary_dilation(
-        mask, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+    hidden = (
+        mask
+        if not radius
+        else binary_dilation(mask, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+    )
     if fill not in FILLS:
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
     out = y.copy()

@@ -6,8 +6,16 @@ import math
 
 import numpy as np
 
-__all__ = ["local_noise_std", "robust_sigma", "haar_sigma", "haar_diagonal", "wavelet_sigma", "correlation_ratio",
-           "CORRELATED", "WINDOW"]
+__all__ = [
+    "local_noise_std",
+    "robust_sigma",
+    "haar_sigma",
+    "haar_diagonal",
+    "wavelet_sigma",
+    "correlation_ratio",
+    "CORRELATED",
+    "WINDOW",
+]
 
 WINDOW = 7
 _MAD = 1.4826  # MAD to standard deviation for Gaussian noise
@@ -99,8 +107,10 @@ def correlation_ratio(planes: np.ndarray) -> float:
     a = np.asarray(planes, dtype=np.float64).reshape(-1, *np.shape(planes)[-2:])
 
     def spread(lag):
-        parts = [(a[:, :, 2 * lag:] - 2 * a[:, :, lag:-lag] + a[:, :, :-2 * lag]).ravel(),
-                 (a[:, 2 * lag:] - 2 * a[:, lag:-lag] + a[:, :-2 * lag]).ravel()]
+        parts = [
+            (a[:, :, 2 * lag :] - 2 * a[:, :, lag:-lag] + a[:, :, : -2 * lag]).ravel(),
+            (a[:, 2 * lag :] - 2 * a[:, lag:-lag] + a[:, : -2 * lag]).ravel(),
+        ]
         d = np.concatenate([p for p in parts if p.size])
         return float(np.median(np.abs(d))) if d.size else 0.0
 

@@ -31,10 +31,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "gaussian", "speckle", "salt_and_pepper", "classic_mix",
-    "poisson_gaussian", "correlated", "row_column", "ct", "realistic",
-    "poisson", "impulse", "filtered_gaussian", "lowdose_sinogram",
-    "Recipe", "RECIPES", "recipe",
+    "gaussian",
+    "speckle",
+    "salt_and_pepper",
+    "classic_mix",
+    "poisson_gaussian",
+    "correlated",
+    "row_column",
+    "ct",
+    "realistic",
+    "poisson",
+    "impulse",
+    "filtered_gaussian",
+    "lowdose_sinogram",
+    "Recipe",
+    "RECIPES",
+    "recipe",
 ]
 
 
@@ -50,8 +62,9 @@ def _blurred(n: np.ndarray, width: float, std: float) -> np.ndarray:
     return n * (std / max(float(n.std()), 1e-12))
 
 
-def gaussian(x, rng: np.random.Generator, sigma: float | None = None, *,
-             round_noise: bool = False) -> np.ndarray:
+def gaussian(
+    x, rng: np.random.Generator, sigma: float | None = None, *, round_noise: bool = False
+) -> np.ndarray:
     """Additive white Gaussian noise; ``sigma`` drawn from [5, 50] / 255.
 
     With ``round_noise`` the noise is rounded to float32 before it is added (as the
@@ -93,8 +106,13 @@ def classic_mix(x, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def poisson_gaussian(x, rng: np.random.Generator, photons: float | None = None,
-                     read: float | None = None, offset: float | None = None) -> np.ndarray:
+def poisson_gaussian(
+    x,
+    rng: np.random.Generator,
+    photons: float | None = None,
+    read: float | None = None,
+    offset: float | None = None,
+) -> np.ndarray:
     """Shot noise and read noise: ``(Poisson(photons * x) / photons) + N(0, read) + offset``.
 
     ``photons`` at intensity 1 drawn log-uniformly from [12, 1200] (a shot-noise std of
@@ -111,8 +129,9 @@ def poisson_gaussian(x, rng: np.random.Generator, photons: float | None = None,
     return y.astype(np.float32)
 
 
-def correlated(x, rng: np.random.Generator, sigma: float | None = None,
-               width: float | None = None) -> np.ndarray:
+def correlated(
+    x, rng: np.random.Generator, sigma: float | None = None, width: float | None = None
+) -> np.ndarray:
     """Spatially correlated Gaussian noise of standard deviation ``sigma`` (drawn from
     [5, 50] / 255): white noise filtered by a Gaussian of ``width`` pixels (drawn from
     [0.5, 1.5]) in Y and X, rescaled to ``sigma``."""
@@ -134,8 +153,9 @@ def row_column(x, rng: np.random.Generator, sigma: float | None = None) -> np.nd
     return y
 
 
-def ct(x, rng: np.random.Generator, sigma: float | None = None,
-       attenuation: float | None = None) -> np.ndarray:
+def ct(
+    x, rng: np.random.Generator, sigma: float | None = None, attenuation: float | None = None
+) -> np.ndarray:
     """Low-dose CT noise: ``x`` taken as the attenuation map of a parallel-beam scan.
 
     Its sinogram ``p`` (as many angles over 180 degrees as pixels) is scaled so that the
@@ -166,8 +186,9 @@ def ct(x, rng: np.random.Generator, sigma: float | None = None,
     return planes.reshape(*lead, h, w)
 
 
-def realistic(x, rng: np.random.Generator, offset: float | None = None,
-              ct_share: float = 0.0) -> np.ndarray:
+def realistic(
+    x, rng: np.random.Generator, offset: float | None = None, ct_share: float = 0.0
+) -> np.ndarray:
     """With probability ``ct_share``: low-dose CT noise (:func:`ct`) plus ``offset``.
     Otherwise Poisson-Gaussian noise, then with probability 1/2 each: spatial correlation
     of the noise and row/column offsets. ``offset`` is the detector baseline (drawn from
@@ -187,8 +208,9 @@ def realistic(x, rng: np.random.Generator, offset: float | None = None,
 
 
 # ------------------------------------------------------------------ fixed-level noises
-def poisson(x, rng: np.random.Generator, peak: float, read: float | None = None, *,
-            float64: bool = False) -> np.ndarray:
+def poisson(
+    x, rng: np.random.Generator, peak: float, read: float | None = None, *, float64: bool = False
+) -> np.ndarray:
     """Shot noise at ``peak`` photons at intensity 1: ``Poisson(peak * x) / peak``.
 
     Parameters
@@ -229,8 +251,9 @@ def impulse(x, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
     return y
 
 
-def filtered_gaussian(x, rng: np.random.Generator, level: float, kernel: str = "gaussian",
-                      width: float = 1.0) -> np.ndarray:
+def filtered_gaussian(
+    x, rng: np.random.Generator, level: float, kernel: str = "gaussian", width: float = 1.0
+) -> np.ndarray:
     """Spatially correlated noise of standard deviation ``level / 255``: white Gaussian
     noise filtered in Y and X by a Gaussian of ``width`` pixels (``kernel="gaussian"``)
     or a ``width``-pixel box (``kernel="box"``), rescaled over the whole array."""
@@ -281,33 +304,59 @@ RECIPES: dict[str, Recipe] = {
     "g25": _g(25, "quality benchmark"),
     "g35": _g(35, "masked-transformer validation"),
     "g50": _g(50, "quality benchmark"),
-    "g25-f32": Recipe(gaussian, {"sigma": 25 / 255, "round_noise": True},
-                      "Gaussian, sigma 25/255, noise rounded to float32: every trainer's "
-                      "held-out validation crops"),
-    "poisson20": Recipe(poisson, {"peak": 20.0}, "Poisson, 20 photons at 1: masked-transformer "
-                        "validation"),
-    "poisson30": Recipe(poisson, {"peak": 30.0}, "Poisson, 30 photons at 1: quality benchmark, "
-                        "TTT-MIM validation"),
-    "pg30": Recipe(poisson, {"peak": 30.0, "read": 0.02, "float64": True},
-                   "Poisson, 30 photons at 1, plus Gaussian read noise 0.02 (rates in float64): "
-                   "the bundled fluorescence samples"),
+    "g25-f32": Recipe(
+        gaussian,
+        {"sigma": 25 / 255, "round_noise": True},
+        "Gaussian, sigma 25/255, noise rounded to float32: every trainer's "
+        "held-out validation crops",
+    ),
+    "poisson20": Recipe(
+        poisson, {"peak": 20.0}, "Poisson, 20 photons at 1: masked-transformer validation"
+    ),
+    "poisson30": Recipe(
+        poisson, {"peak": 30.0}, "Poisson, 30 photons at 1: quality benchmark, TTT-MIM validation"
+    ),
+    "pg30": Recipe(
+        poisson,
+        {"peak": 30.0, "read": 0.02, "float64": True},
+        "Poisson, 30 photons at 1, plus Gaussian read noise 0.02 (rates in float64): "
+        "the bundled fluorescence samples",
+    ),
     "speckle20": Recipe(speckle, {"sigma": 0.2}, "x + x * n, n of std 0.2: quality benchmark"),
-    "speckle25": Recipe(speckle, {"sigma": 0.25}, "x + x * n, n of std 0.25: masked-transformer "
-                        "validation"),
-    "sp3": Recipe(impulse, {"low": 0.015, "high": 0.985}, "salt and pepper on 3% of the pixels: "
-                  "masked-transformer validation"),
-    "sp5": Recipe(impulse, {"low": 0.025, "high": 0.975}, "salt and pepper on 5% of the pixels: "
-                  "quality benchmark"),
-    "corr20": Recipe(filtered_gaussian, {"level": 20, "kernel": "gaussian", "width": 1.0},
-                     "white noise blurred by a Gaussian of 1 pixel, std 20/255: "
-                     "masked-transformer validation"),
-    "corr25-box3": Recipe(filtered_gaussian, {"level": 25, "kernel": "box", "width": 3},
-                          "white noise filtered by a 3x3 box, std 25/255: quality benchmark"),
-    "classic": Recipe(classic_mix, {}, "the classic mix (Gaussian, speckle, salt and pepper), "
-                      "random levels: meta-TTA stage 1"),
-    "realistic": Recipe(realistic, {"offset": None, "ct_share": 0.0},
-                        "Poisson-Gaussian with offset, correlation and row/column offsets, or "
-                        "low-dose CT noise at ct_share, random levels: meta-TTA stage 2"),
+    "speckle25": Recipe(
+        speckle, {"sigma": 0.25}, "x + x * n, n of std 0.25: masked-transformer validation"
+    ),
+    "sp3": Recipe(
+        impulse,
+        {"low": 0.015, "high": 0.985},
+        "salt and pepper on 3% of the pixels: masked-transformer validation",
+    ),
+    "sp5": Recipe(
+        impulse,
+        {"low": 0.025, "high": 0.975},
+        "salt and pepper on 5% of the pixels: quality benchmark",
+    ),
+    "corr20": Recipe(
+        filtered_gaussian,
+        {"level": 20, "kernel": "gaussian", "width": 1.0},
+        "white noise blurred by a Gaussian of 1 pixel, std 20/255: masked-transformer validation",
+    ),
+    "corr25-box3": Recipe(
+        filtered_gaussian,
+        {"level": 25, "kernel": "box", "width": 3},
+        "white noise filtered by a 3x3 box, std 25/255: quality benchmark",
+    ),
+    "classic": Recipe(
+        classic_mix,
+        {},
+        "the classic mix (Gaussian, speckle, salt and pepper), random levels: meta-TTA stage 1",
+    ),
+    "realistic": Recipe(
+        realistic,
+        {"offset": None, "ct_share": 0.0},
+        "Poisson-Gaussian with offset, correlation and row/column offsets, or "
+        "low-dose CT noise at ct_share, random levels: meta-TTA stage 2",
+    ),
     "ct": Recipe(ct, {}, "low-dose CT noise (filtered back-projection), random level"),
 }
 """The named noises; see :class:`Recipe`."""

@@ -28,7 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SURE_EPS", "IMPULSE_SHARE", "noise_level", "impulse_share", "probe", "divergence", "risk"]
+__all__ = [
+    "SURE_EPS",
+    "IMPULSE_SHARE",
+    "noise_level",
+    "impulse_share",
+    "probe",
+    "divergence",
+    "risk",
+]
 
 SURE_EPS = 0.01
 """The size of the perturbation :func:`probe` draws, which has about the noise's variance."""
@@ -53,7 +61,9 @@ def noise_level(y: np.ndarray) -> np.ndarray:
     h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
     a = y[..., :h, :w]
     d2 = (haar_diagonal(a) ** 2).ravel()
-    u = ((a[..., 0::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 0::2] + a[..., 1::2, 1::2]) / 4).ravel()
+    u = (
+        (a[..., 0::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 0::2] + a[..., 1::2, 1::2]) / 4
+    ).ravel()
     local = uniform_filter(y, size=(1, 3, 3), mode="reflect")
     if d2.size < 8:
         return np.full(y.shape, float(np.mean(d2)) if d2.size else 0.0)
@@ -100,7 +110,9 @@ def impulse_share(y: np.ndarray, k: float = 4.0) -> float:
 def probe(v: np.ndarray, seed: int) -> np.ndarray:
     """The random perturbation: ``+-sqrt(v_i)`` with random signs, so that it has the
     noise's variance at every pixel (white: noise independent between pixels)."""
-    signs = np.random.default_rng([int(seed), 5_211]).choice(np.array([-1.0, 1.0]), size=np.shape(v))
+    signs = np.random.default_rng([int(seed), 5_211]).choice(
+        np.array([-1.0, 1.0]), size=np.shape(v)
+    )
     return (signs * np.sqrt(np.asarray(v, np.float64))).astype(np.float32)
 
 

@@ -22,11 +22,27 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Option", "Trainer", "TRAINERS", "names", "get",
-           "TrainConfig", "ZeroShotConfig", "TTTMIMConfig", "MetaTTAConfig",
-           "MaskedTransformerConfig", "train_zero_shot", "train_ttt_mim", "train_meta_tta",
-           "train_masked_transformer", "training_images", "gray01", "SKIMAGE_IMAGES",
-           "VAL_EVERY_NTH", "MIT_VAL_NOISES"]
+__all__ = [
+    "Option",
+    "Trainer",
+    "TRAINERS",
+    "names",
+    "get",
+    "TrainConfig",
+    "ZeroShotConfig",
+    "TTTMIMConfig",
+    "MetaTTAConfig",
+    "MaskedTransformerConfig",
+    "train_zero_shot",
+    "train_ttt_mim",
+    "train_meta_tta",
+    "train_masked_transformer",
+    "training_images",
+    "gray01",
+    "SKIMAGE_IMAGES",
+    "VAL_EVERY_NTH",
+    "MIT_VAL_NOISES",
+]
 
 TRAINERS: dict[str, str] = {
     "zero-shot": "zero_shot",
@@ -144,12 +160,18 @@ def get(name: str) -> Trainer:
 # public names of the submodules, loaded when first read
 _LAZY = {
     "TrainConfig": "loop",
-    "ZeroShotConfig": "zero_shot", "train_zero_shot": "zero_shot",
-    "TTTMIMConfig": "ttt_mim", "train_ttt_mim": "ttt_mim",
-    "MetaTTAConfig": "meta_tta", "train_meta_tta": "meta_tta",
+    "ZeroShotConfig": "zero_shot",
+    "train_zero_shot": "zero_shot",
+    "TTTMIMConfig": "ttt_mim",
+    "train_ttt_mim": "ttt_mim",
+    "MetaTTAConfig": "meta_tta",
+    "train_meta_tta": "meta_tta",
     "MaskedTransformerConfig": "masked_transformer",
-    "train_masked_transformer": "masked_transformer", "MIT_VAL_NOISES": "masked_transformer",
-    "training_images": "data", "gray01": "data", "SKIMAGE_IMAGES": "data",
+    "train_masked_transformer": "masked_transformer",
+    "MIT_VAL_NOISES": "masked_transformer",
+    "training_images": "data",
+    "gray01": "data",
+    "SKIMAGE_IMAGES": "data",
     "VAL_EVERY_NTH": "data",
 }
 

@@ -42,8 +42,13 @@ def _merged_options(trainers: list[Trainer]) -> dict[str, tuple[Option, list[Tra
         for opt in t.options:
             if opt.flag in merged:
                 first, owners = merged[opt.flag]
-                if (first.field, _default(owners[0], first.field)) != (opt.field, _default(t, opt.field)):
-                    raise ValueError(f"trainers {owners[0].name} and {t.name} disagree on {opt.flag}")
+                if (first.field, _default(owners[0], first.field)) != (
+                    opt.field,
+                    _default(t, opt.field),
+                ):
+                    raise ValueError(
+                        f"trainers {owners[0].name} and {t.name} disagree on {opt.flag}"
+                    )
                 owners.append(t)
             else:
                 merged[opt.flag] = (opt, [t])
@@ -51,7 +56,9 @@ def _merged_options(trainers: list[Trainer]) -> dict[str, tuple[Option, list[Tra
 
 
 def _add_option(parser: argparse.ArgumentParser, opt: Option, owners: list[Trainer]) -> None:
-    helps = "; ".join(dict.fromkeys(o.help for t in owners for o in t.options if o.flag == opt.flag))
+    helps = "; ".join(
+        dict.fromkeys(o.help for t in owners for o in t.options if o.flag == opt.flag)
+    )
     if opt.type is None:  # a switch that turns the field off
         parser.add_argument(opt.flag, action="store_true", help=helps)
         return
@@ -73,36 +80,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     trainers = [get(n) for n in names()]
     parser.add_argument("method", choices=tuple(names()))
-    parser.add_argument("--data", action="append", default=None,
-                        help="folder of clean training images (repeatable; default "
-                             f"{DEFAULT_DATA})")
-    parser.add_argument("--no-skimage", action="store_true",
-                        help="do not add scikit-image's bundled images")
-    parser.add_argument("--mask-ratio", default=None,
-                        help="share of pixels (zero-shot) or patches (ttt-mim) masked: a number, "
-                             "or LO,HI to draw per crop (e.g. 0.8,0.95; not ttt-mim); default "
-                             + _per_method(trainers, lambda t: _ratio_text(_default(t, "mask_ratio"))))
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=None,
+        help=f"folder of clean training images (repeatable; default {DEFAULT_DATA})",
+    )
+    parser.add_argument(
+        "--no-skimage", action="store_true", help="do not add scikit-image's bundled images"
+    )
+    parser.add_argument(
+        "--mask-ratio",
+        default=None,
+        help="share of pixels (zero-shot) or patches (ttt-mim) masked: a number, "
+        "or LO,HI to draw per crop (e.g. 0.8,0.95; not ttt-mim); default "
+        + _per_method(trainers, lambda t: _ratio_text(_default(t, "mask_ratio"))),
+    )
     for opt, owners in _merged_options(trainers).values():
         _add_option(parser, opt, owners)
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--crop", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="default " + _per_method(trainers, lambda t: f"{_default(t, 'lr'):g}"))
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="default " + _per_method(trainers, lambda t: f"{_default(t, 'lr'):g}"),
+    )
     widths = [f"{t.name}: {t.widths}" for t in trainers if t.widths != "channels per level"]
-    parser.add_argument("--widths", default=None,
-                        help="channels per level" + (f" ({'; '.join(widths)})" if widths else "")
-                             + ", comma-separated; default " + _per_method(
-                                 trainers, lambda t: ",".join(map(str, _default(t, "widths")))))
+    parser.add_argument(
+        "--widths",
+        default=None,
+        help="channels per level"
+        + (f" ({'; '.join(widths)})" if widths else "")
+        + ", comma-separated; default "
+        + _per_method(trainers, lambda t: ",".join(map(str, _default(t, "widths")))),
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--val-every", type=int, default=None)
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="training-time budget in seconds: stop at --iterations or here, "
-                             "whichever comes first; the cosine decay follows the nearer end")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="training-time budget in seconds: stop at --iterations or here, "
+        "whichever comes first; the cosine decay follows the nearer end",
+    )
     parser.add_argument("--log", default=None, help="append validation rows (JSON lines) here")
-    parser.add_argument("--output", required=True,
-                        help="weights file to write (.pt); a .json manifest entry beside it")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="weights file to write (.pt); a .json manifest entry beside it",
+    )
 
 
 def _mask_ratio(text: str) -> tuple[float, float]:
@@ -138,12 +167,24 @@ def config_from_args(args: argparse.Namespace):
 
     trainer = get(args.method)
     fields = {f.name for f in dataclasses.fields(trainer.config)}
-    kw = {"data": tuple(args.data or [DEFAULT_DATA]), "output": args.output,
-          "skimage": not args.no_skimage}
+    kw = {
+        "data": tuple(args.data or [DEFAULT_DATA]),
+        "output": args.output,
+        "skimage": not args.no_skimage,
+    }
     if args.mask_ratio:
         kw["mask_ratio"] = _mask_ratio(args.mask_ratio)
-    for name in ("iterations", "batch", "crop", "lr", "seed", "threads", "val_every", "log",
-                 "max_seconds"):
+    for name in (
+        "iterations",
+        "batch",
+        "crop",
+        "lr",
+        "seed",
+        "threads",
+        "val_every",
+        "log",
+        "max_seconds",
+    ):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     for opt in trainer.options:

@@ -14,14 +14,34 @@ import numpy as np
 
 from ..noise.simulate import RECIPES
 
-__all__ = ["SKIMAGE_IMAGES", "VAL_EVERY_NTH", "gray01", "training_images", "random_crops",
-           "val_set", "psnr"]
+__all__ = [
+    "SKIMAGE_IMAGES",
+    "VAL_EVERY_NTH",
+    "gray01",
+    "training_images",
+    "random_crops",
+    "val_set",
+    "psnr",
+]
 
 # scikit-image's bundled images used as extra clean training data. ``camera`` (the
 # cameraman, also in Set12) and ``cell`` (the source of our sample data) are left out.
 SKIMAGE_IMAGES = (
-    "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "page", "text", "brick",
-    "grass", "gravel", "immunohistochemistry", "hubble_deep_field", "retina", "clock",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "coins",
+    "moon",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "clock",
 )
 
 VAL_EVERY_NTH = 20
@@ -57,8 +77,9 @@ def gray01(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float32)
 
 
-def training_images(data_dirs, *, skimage: bool = True
-                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+def training_images(
+    data_dirs, *, skimage: bool = True
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """Load clean grayscale images in [0, 1].
 
     Parameters
@@ -131,7 +152,7 @@ def random_crops(rng: np.random.Generator, images, n: int, crop: int) -> np.ndar
             img = np.pad(img, ((0, max(0, crop - h)), (0, max(0, crop - w))), mode="reflect")
             h, w = img.shape
         y, x = rng.integers(h - crop + 1), rng.integers(w - crop + 1)
-        c = img[y:y + crop, x:x + crop]
+        c = img[y : y + crop, x : x + crop]
         c = np.rot90(c, rng.integers(4))
         if rng.random() < 0.5:
             c = c[:, ::-1]

@@ -130,8 +130,9 @@ def _lr_setter(cfg: TrainConfig, opt) -> Callable[[int, float], float]:
     return set_lr
 
 
-def fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress,
-        after_step=None) -> tuple[list[dict], float]:
+def fit(
+    cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, after_step=None
+) -> tuple[list[dict], float]:
     """Train ``net`` on random crops of ``train``.
 
     Parameters
@@ -192,8 +193,13 @@ def fit(cfg: TrainConfig, net, opt, train, batch_loss, validate, progress,
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
         if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time:
-            row = {"iteration": it, "seconds": round(time.perf_counter() - t0, 1),
-                   "train_seconds": round(train_time, 1), **validate(net, recent), "lr": lr}
+            row = {
+                "iteration": it,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "train_seconds": round(train_time, 1),
+                **validate(net, recent),
+                "lr": lr,
+            }
             recent = []
             history.append(row)
             _record(row, progress, log)
@@ -214,8 +220,9 @@ def _record(row: dict, progress, log) -> None:
         log.flush()
 
 
-def save(cfg: TrainConfig, net, history: list[dict], seconds: float, sources: list[str],
-         fields: dict) -> dict:
+def save(
+    cfg: TrainConfig, net, history: list[dict], seconds: float, sources: list[str], fields: dict
+) -> dict:
     """Write the weights (a plain tensor state dict) and the manifest entry beside them.
 
     Parameters
@@ -260,7 +267,7 @@ def save(cfg: TrainConfig, net, history: list[dict], seconds: float, sources: li
         "final_validation": history[-1] if history else None,
         "train_seconds": round(seconds, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     out.with_suffix(".json").write_text(json.dumps(entry, indent=2) + "\n")

@@ -18,8 +18,13 @@ from . import Option, Trainer
 from .data import psnr, training_images, val_set
 from .loop import TrainConfig, fit, parameters, save, schedule, setup
 
-__all__ = ["MaskedTransformerConfig", "train_masked_transformer", "MIT_VAL_NOISES", "val_noises",
-           "TRAINER"]
+__all__ = [
+    "MaskedTransformerConfig",
+    "train_masked_transformer",
+    "MIT_VAL_NOISES",
+    "val_noises",
+    "TRAINER",
+]
 
 #: held-out validation noises of the masked transformer (names of noise recipes): its
 #: training noise, and noises it never sees in training (levels chosen apart from the
@@ -116,8 +121,10 @@ def _network(cfg: MaskedTransformerConfig):
 
     state, info = load_state(cfg.init)
     if info.get("masked", cfg.masked) != cfg.masked:
-        raise ValueError(f"--init {cfg.init} was trained with masked={info.get('masked')}, "
-                         f"this run has masked={cfg.masked}")
+        raise ValueError(
+            f"--init {cfg.init} was trained with masked={info.get('masked')}, "
+            f"this run has masked={cfg.masked}"
+        )
     net.load_state_dict(state)
     return net, info
 
@@ -168,40 +175,78 @@ def train_masked_transformer(cfg: MaskedTransformerConfig, *, progress=print) ->
                 pa.lerp_(p, 1.0 - decay)
 
     def validate(net, recent):
-        return {"train_loss": round(float(np.mean(recent)), 5),
-                **_validate_mit(avg, vclean, vnoisy)}
+        return {
+            "train_loss": round(float(np.mean(recent)), 5),
+            **_validate_mit(avg, vclean, vnoisy),
+        }
 
     history, seconds = fit(cfg, net, opt, train, _mit_loss, validate, progress, after_step=average)
-    return save(cfg, avg, history, seconds, sources, {
-        "method": "masked-transformer",
-        "masked": cfg.masked,
-        "init": None if not init_info else {"file": init_info.get("file"),
-                                            "sha256": init_info.get("sha256"),
-                                            "iterations": init_info.get("iterations")},
-        "architecture": {"class": "SwinDenoiser", "widths": list(cfg.widths), "heads": avg.heads,
-                         "window": avg.window, "parameters": parameters(avg)},
-        "mask_ratio": list(cfg.mask_ratio) if cfg.masked else None,
-        "attn_drop": cfg.attn_drop if cfg.masked else 0.0,
-        "noise": f"Gaussian, sigma {cfg.sigma}/255",
-        "optimiser": f"Adam lr {cfg.lr}, {schedule(cfg)}, "
-                     f"grad-norm clip {cfg.clip}, L1; weight moving average {cfg.ema} with "
-                     "warm-up min(decay, (1 + t) / (10 + t)) (saved)",
-    })
+    return save(
+        cfg,
+        avg,
+        history,
+        seconds,
+        sources,
+        {
+            "method": "masked-transformer",
+            "masked": cfg.masked,
+            "init": None
+            if not init_info
+            else {
+                "file": init_info.get("file"),
+                "sha256": init_info.get("sha256"),
+                "iterations": init_info.get("iterations"),
+            },
+            "architecture": {
+                "class": "SwinDenoiser",
+                "widths": list(cfg.widths),
+                "heads": avg.heads,
+                "window": avg.window,
+                "parameters": parameters(avg),
+            },
+            "mask_ratio": list(cfg.mask_ratio) if cfg.masked else None,
+            "attn_drop": cfg.attn_drop if cfg.masked else 0.0,
+            "noise": f"Gaussian, sigma {cfg.sigma}/255",
+            "optimiser": f"Adam lr {cfg.lr}, {schedule(cfg)}, "
+            f"grad-norm clip {cfg.clip}, L1; weight moving average {cfg.ema} with "
+            "warm-up min(decay, (1 + t) / (10 + t)) (saved)",
+        },
+    )
 
 
 TRAINER = Trainer(
-    "masked-transformer", MaskedTransformerConfig, train_masked_transformer,
+    "masked-transformer",
+    MaskedTransformerConfig,
+    train_masked_transformer,
     widths="convolution channels, token width, blocks per attention group",
     options=(
-        Option("--init", "init", "masked-transformer: earlier weights (.pt) to continue "
-               "training", type=str),
-        Option("--no-mask", "masked", "masked-transformer: train the unmasked baseline (no "
-               "input mask, no attention mask)", type=None),
-        Option("--attn-drop", "attn_drop", "masked-transformer: share of tokens zeroed in "
-               "every attention layer (default %(default)g)",
-               valid=lambda v: 0 <= v < 1, error="--attn-drop must lie in [0, 1), got {}"),
-        Option("--sigma", "sigma", "masked-transformer: Gaussian training noise sigma in "
-               "0-255 units (default %(default)g)",
-               valid=lambda v: v > 0, error="--sigma must be positive, got {}"),
+        Option(
+            "--init",
+            "init",
+            "masked-transformer: earlier weights (.pt) to continue training",
+            type=str,
+        ),
+        Option(
+            "--no-mask",
+            "masked",
+            "masked-transformer: train the unmasked baseline (no input mask, no attention mask)",
+            type=None,
+        ),
+        Option(
+            "--attn-drop",
+            "attn_drop",
+            "masked-transformer: share of tokens zeroed in "
+            "every attention layer (default %(default)g)",
+            valid=lambda v: 0 <= v < 1,
+            error="--attn-drop must lie in [0, 1), got {}",
+        ),
+        Option(
+            "--sigma",
+            "sigma",
+            "masked-transformer: Gaussian training noise sigma in "
+            "0-255 units (default %(default)g)",
+            valid=lambda v: v > 0,
+            error="--sigma must be positive, got {}",
+        ),
     ),
 )

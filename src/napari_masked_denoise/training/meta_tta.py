@@ -124,8 +124,11 @@ def _maml_loss(net, x, rng, cfg: MetaTTAConfig):
 
     def model(a, r):
         o, c = next(it)
-        return (RECIPES["classic"](a, r) if c
-                else RECIPES["realistic"](a, r, offset=float(o), ct_share=cfg.ct_share))
+        return (
+            RECIPES["classic"](a, r)
+            if c
+            else RECIPES["realistic"](a, r, offset=float(o), ct_share=cfg.ct_share)
+        )
 
     y = _noisy(x, rng, model)
     x = x + torch.from_numpy(offsets)[:, None, None, None]
@@ -136,8 +139,15 @@ def _maml_loss(net, x, rng, cfg: MetaTTAConfig):
         total = cfg.base_weight * (net.heads(feats, y, aux=False)[0] - x).abs().mean() * x.shape[0]
     for j in range(x.shape[0]):
         sl = slice(j, j + 1)
-        params = inner_steps(net, feats[sl], y[sl], m[sl], cfg.inner_steps,
-                             weight=cfg.inner_weight, create_graph=True)
+        params = inner_steps(
+            net,
+            feats[sl],
+            y[sl],
+            m[sl],
+            cfg.inner_steps,
+            weight=cfg.inner_weight,
+            create_graph=True,
+        )
         clean, _, _ = net.heads(feats[sl], y[sl], params, aux=False)
         total = total + (clean - x[sl]).abs().mean()
     return cfg.inner_weight * total / x.shape[0]  # lambda_out = lambda_in, as the reference
@@ -165,8 +175,11 @@ def _validate_meta(net, clean, noisy, steps: int, weight: float) -> dict:
             with torch.no_grad():
                 after[sl] = net.heads(feats[sl], x[sl], params, aux=False)[0].numpy()
     net.train()
-    out = {"psnr_noisy": round(psnr(noisy, clean), 3), "psnr": round(psnr(before, clean), 3),
-           "mask_mean": round(float(m.mean()), 3)}
+    out = {
+        "psnr_noisy": round(psnr(noisy, clean), 3),
+        "psnr": round(psnr(before, clean), 3),
+        "mask_mean": round(float(m.mean()), 3),
+    }
     if steps:
         out["psnr_adapted"] = round(psnr(after, clean), 3)
     return out
@@ -186,10 +199,16 @@ def _val_sets(cfg: MetaTTAConfig, vclean: np.ndarray) -> dict:
     # the target keeps the detector offset (see _maml_loss)
     vrng = np.random.default_rng(cfg.seed + 4242)
     off = vrng.uniform(0, 0.1, len(vclean)).astype(np.float32)
-    vnoisy = np.stack([RECIPES["realistic"](c, vrng, offset=float(o), ct_share=cfg.ct_share)
-                       for c, o in zip(vclean, off)]).astype(np.float32)
-    return {"val_": (vclean + off[:, None, None, None], vnoisy),
-            "val_classic_": classic(cfg.seed + 4343)}
+    vnoisy = np.stack(
+        [
+            RECIPES["realistic"](c, vrng, offset=float(o), ct_share=cfg.ct_share)
+            for c, o in zip(vclean, off)
+        ]
+    ).astype(np.float32)
+    return {
+        "val_": (vclean + off[:, None, None, None], vnoisy),
+        "val_classic_": classic(cfg.seed + 4343),
+    }
 
 
 def _optimiser(net, cfg: MetaTTAConfig):
@@ -197,8 +216,9 @@ def _optimiser(net, cfg: MetaTTAConfig):
     import torch
 
     if cfg.stage == 1:
-        body_heads = [p for n, p in net.named_parameters()
-                      if not n.startswith(("mask.", "inner_log_lr"))]
+        body_heads = [
+            p for n, p in net.named_parameters() if not n.startswith(("mask.", "inner_log_lr"))
+        ]
         return torch.optim.Adam(body_heads, lr=cfg.lr), _meta_aux_loss(net, cfg), 0
     if cfg.stage == 2:
         rest = [p for n, p in net.named_parameters() if n != "inner_log_lr"]
@@ -261,20 +281,29 @@ def train_meta_tta(cfg: MetaTTAConfig, *, progress=print) -> dict:
 
 
 def _manifest(cfg: MetaTTAConfig, net, init_info) -> dict:
-    noise = ("classic mix (Gaussian, speckle, salt-and-pepper)" if cfg.stage == 1
-             else "realistic (Poisson-Gaussian with gain, offset and read noise; correlated; "
-                  "row/column)"
-             + (f"; low-dose CT noise in a share {cfg.ct_share} of crops" if cfg.ct_share else ""))
-    optimiser = (f"Adam lr {cfg.lr}, {schedule(cfg)}, grad-norm clip {cfg.clip}"
-                 + ("; mask network Adam through one virtual SGD step, gradient-match weight "
-                    f"{cfg.grad_weight}" if cfg.stage == 1 else "; step sizes Adam lr 1e-2 (log scale)"))
+    noise = (
+        "classic mix (Gaussian, speckle, salt-and-pepper)"
+        if cfg.stage == 1
+        else "realistic (Poisson-Gaussian with gain, offset and read noise; correlated; "
+        "row/column)"
+        + (f"; low-dose CT noise in a share {cfg.ct_share} of crops" if cfg.ct_share else "")
+    )
+    optimiser = f"Adam lr {cfg.lr}, {schedule(cfg)}, grad-norm clip {cfg.clip}" + (
+        f"; mask network Adam through one virtual SGD step, gradient-match weight {cfg.grad_weight}"
+        if cfg.stage == 1
+        else "; step sizes Adam lr 1e-2 (log scale)"
+    )
     return {
         "method": "meta-tta",
         "stage": cfg.stage,
-        "init": None if not init_info else {"file": init_info.get("file"),
-                                            "sha256": init_info.get("sha256")},
-        "architecture": {"class": "MetaNet", "widths": list(cfg.widths),
-                         "parameters": parameters(net)},
+        "init": None
+        if not init_info
+        else {"file": init_info.get("file"), "sha256": init_info.get("sha256")},
+        "architecture": {
+            "class": "MetaNet",
+            "widths": list(cfg.widths),
+            "parameters": parameters(net),
+        },
         "inner_steps": cfg.inner_steps,
         "inner_weight": cfg.inner_weight,
         "noise": noise,
@@ -290,22 +319,48 @@ def _check(cfg: MetaTTAConfig) -> None:
 
 
 TRAINER = Trainer(
-    "meta-tta", MetaTTAConfig, train_meta_tta, check=_check,
+    "meta-tta",
+    MetaTTAConfig,
+    train_meta_tta,
+    check=_check,
     options=(
-        Option("--stage", "stage", "meta-tta: 1 = meta-auxiliary pre-training (classic noise "
-               "mix), 2 = meta-transfer (MAML) on realistic noise, from --init",
-               type=int, choices=(1, 2)),
-        Option("--init", "init", "meta-tta stage 2: the stage-1 weights (.pt) to start from",
-               type=str),
-        Option("--inner-steps", "inner_steps",
-               "meta-tta: head-only inner steps K (default %(default)g)", type=int,
-               valid=lambda v: v >= 1, error="--inner-steps must be at least 1, got {}"),
-        Option("--base-weight", "base_weight", "meta-tta stage 2: weight of the unadapted "
-               "output's L1 in the outer loss (default %(default)g)"),
-        Option("--classic-share", "classic_share", "meta-tta stage 2: share of crops with the "
-               "stage-1 classic noise mix (default %(default)g)"),
-        Option("--ct-share", "ct_share", "meta-tta stage 2: share of crops with low-dose CT "
-               "noise (default %(default)g)",
-               valid=lambda v: 0 <= v <= 1, error="--ct-share must lie in [0, 1], got {}"),
+        Option(
+            "--stage",
+            "stage",
+            "meta-tta: 1 = meta-auxiliary pre-training (classic noise "
+            "mix), 2 = meta-transfer (MAML) on realistic noise, from --init",
+            type=int,
+            choices=(1, 2),
+        ),
+        Option(
+            "--init", "init", "meta-tta stage 2: the stage-1 weights (.pt) to start from", type=str
+        ),
+        Option(
+            "--inner-steps",
+            "inner_steps",
+            "meta-tta: head-only inner steps K (default %(default)g)",
+            type=int,
+            valid=lambda v: v >= 1,
+            error="--inner-steps must be at least 1, got {}",
+        ),
+        Option(
+            "--base-weight",
+            "base_weight",
+            "meta-tta stage 2: weight of the unadapted "
+            "output's L1 in the outer loss (default %(default)g)",
+        ),
+        Option(
+            "--classic-share",
+            "classic_share",
+            "meta-tta stage 2: share of crops with the "
+            "stage-1 classic noise mix (default %(default)g)",
+        ),
+        Option(
+            "--ct-share",
+            "ct_share",
+            "meta-tta stage 2: share of crops with low-dose CT noise (default %(default)g)",
+            valid=lambda v: 0 <= v <= 1,
+            error="--ct-share must lie in [0, 1], got {}",
+        ),
     ),
 )

@@ -43,7 +43,7 @@ def _patch_masks(rng, shape, patch: int, ratio: float) -> np.ndarray:
     m = (rng.random((n, 1, gh, gw)) < ratio).astype(np.float32)
     m = m.repeat(patch, axis=2).repeat(patch, axis=3)
     oy, ox = rng.integers(patch), rng.integers(patch)
-    return np.ascontiguousarray(m[:, :, oy:oy + h, ox:ox + w])
+    return np.ascontiguousarray(m[:, :, oy : oy + h, ox : ox + w])
 
 
 def _ttt_mim_loss(net, x, rng, cfg: TTTMIMConfig):
@@ -76,8 +76,10 @@ def _validate_ttt_mim(net, clean, noise_var: float, seed: int) -> dict:
         g = net.denoise(torch.from_numpy(noisy)).numpy()
         p = net.denoise(torch.from_numpy(shifted)).numpy()
     net.train()
-    return {"val_denoise_psnr": round(psnr(g, clean), 3),
-            "val_denoise_psnr_poisson30_shifted": round(psnr(p, clean), 3)}
+    return {
+        "val_denoise_psnr": round(psnr(g, clean), 3),
+        "val_denoise_psnr_poisson30_shifted": round(psnr(p, clean), 3),
+    }
 
 
 def train_ttt_mim(cfg: TTTMIMConfig, *, progress=print) -> dict:
@@ -107,22 +109,34 @@ def train_ttt_mim(cfg: TTTMIMConfig, *, progress=print) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def validate(net, recent):
-        return {"train_loss": round(float(np.mean(recent)), 5),
-                **_validate_ttt_mim(net, vclean, cfg.noise_var, cfg.seed)}
+        return {
+            "train_loss": round(float(np.mean(recent)), 5),
+            **_validate_ttt_mim(net, vclean, cfg.noise_var, cfg.seed),
+        }
 
     history, seconds = fit(cfg, net, opt, train, _ttt_mim_loss, validate, progress)
-    return save(cfg, net, history, seconds, sources, {
-        "method": "ttt-mim",
-        "architecture": {"class": "MIMNet", "widths": list(cfg.widths),
-                         "parameters": parameters(net)},
-        "mask_ratio": list(cfg.mask_ratio),
-        "patch": cfg.patch,
-        "noise": f"Gaussian, variance {cfg.noise_var} (images in [0, 1])",
-        "noise_var": cfg.noise_var,
-        "optimiser": f"AdamW lr {cfg.lr} weight decay {cfg.weight_decay}, "
-                     f"{schedule(cfg)}, grad-norm clip {cfg.clip}, "
-                     "0.5 L1(recon, noisy) on masked pixels + 0.5 L1(predicted noise, noise)",
-    })
+    return save(
+        cfg,
+        net,
+        history,
+        seconds,
+        sources,
+        {
+            "method": "ttt-mim",
+            "architecture": {
+                "class": "MIMNet",
+                "widths": list(cfg.widths),
+                "parameters": parameters(net),
+            },
+            "mask_ratio": list(cfg.mask_ratio),
+            "patch": cfg.patch,
+            "noise": f"Gaussian, variance {cfg.noise_var} (images in [0, 1])",
+            "noise_var": cfg.noise_var,
+            "optimiser": f"AdamW lr {cfg.lr} weight decay {cfg.weight_decay}, "
+            f"{schedule(cfg)}, grad-norm clip {cfg.clip}, "
+            "0.5 L1(recon, noisy) on masked pixels + 0.5 L1(predicted noise, noise)",
+        },
+    )
 
 
 def _check(cfg: TTTMIMConfig) -> None:
@@ -134,11 +148,23 @@ def _check(cfg: TTTMIMConfig) -> None:
 
 
 TRAINER = Trainer(
-    "ttt-mim", TTTMIMConfig, train_ttt_mim, check=_check,
+    "ttt-mim",
+    TTTMIMConfig,
+    train_ttt_mim,
+    check=_check,
     options=(
-        Option("--patch", "patch", "ttt-mim: mask patch size (default %(default)g)", type=int,
-               valid=lambda v: v >= 1, error="--patch must be at least 1, got {}"),
-        Option("--noise-var", "noise_var",
-               "ttt-mim: variance of the Gaussian training noise (default %(default)g)"),
+        Option(
+            "--patch",
+            "patch",
+            "ttt-mim: mask patch size (default %(default)g)",
+            type=int,
+            valid=lambda v: v >= 1,
+            error="--patch must be at least 1, got {}",
+        ),
+        Option(
+            "--noise-var",
+            "noise_var",
+            "ttt-mim: variance of the Gaussian training noise (default %(default)g)",
+        ),
     ),
 )

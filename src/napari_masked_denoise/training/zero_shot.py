@@ -102,18 +102,33 @@ def train_zero_shot(cfg: ZeroShotConfig, *, progress=print) -> dict:
 
     def validate(net, recent):
         rec, filled = _validate(net, vclean, vnoisy, vu, vratio)
-        return {"train_loss_db": round(float(np.mean(recent)), 3),
-                "val_masked_psnr": round(rec, 3), "val_fill_psnr_sigma25": round(filled, 3)}
+        return {
+            "train_loss_db": round(float(np.mean(recent)), 3),
+            "val_masked_psnr": round(rec, 3),
+            "val_fill_psnr_sigma25": round(filled, 3),
+        }
 
     history, seconds = fit(cfg, net, opt, train, _zero_shot_loss, validate, progress)
-    return save(cfg, net, history, seconds, sources, {
-        "method": "zero-shot",
-        "architecture": {"class": "UNet", "in_channels": 2, "out_channels": 1,
-                         "widths": list(cfg.widths), "parameters": parameters(net)},
-        "mask_ratio": list(cfg.mask_ratio),
-        "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), {schedule(cfg)}, "
-                     f"grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
-    })
+    return save(
+        cfg,
+        net,
+        history,
+        seconds,
+        sources,
+        {
+            "method": "zero-shot",
+            "architecture": {
+                "class": "UNet",
+                "in_channels": 2,
+                "out_channels": 1,
+                "widths": list(cfg.widths),
+                "parameters": parameters(net),
+            },
+            "mask_ratio": list(cfg.mask_ratio),
+            "optimiser": f"AdamW lr {cfg.lr} betas (0.9, 0.9), {schedule(cfg)}, "
+            f"grad-norm clip {cfg.clip}, PSNR loss on dropped pixels",
+        },
+    )
 
 
 TRAINER = Trainer("zero-shot", ZeroShotConfig, train_zero_shot)
