@@ -1,4 +1,4 @@
-"""How well the blind noise model (``noise.model.estimate_noise``) knows the noise.
+"""How well the blind noise model (``noise.estimate.estimate_noise``) knows the noise.
 
 For every image of a case the noise is known: synthetic noise is drawn, and for the
 shared real fluorescence pairs it is the single acquisition minus the 50-frame average.
@@ -118,7 +118,7 @@ def _true_corr(noise: np.ndarray, dy: int, dx: int) -> float:
 
 
 def _row(case: str, image: str, clean: np.ndarray, noisy: np.ndarray, which: str) -> dict:
-    from napari_masked_denoise.noise.model import estimate_noise
+    from napari_masked_denoise.noise.estimate import estimate_noise
 
     t = time.perf_counter()
     m = estimate_noise(noisy.astype(np.float32))

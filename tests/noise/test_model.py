@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_masked_denoise.noise.model import NoiseModel, estimate_noise
+from napari_masked_denoise.noise.estimate import estimate_noise
+from napari_masked_denoise.noise.model import NoiseModel
 
 
 def _scene(shape=(256, 256), seed=0):

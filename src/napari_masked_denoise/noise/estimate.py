@@ -1,0 +1,362 @@
+"""Estimating the noise model from the image alone.
+
+:func:`estimate_noise` looks at the image alone. It cuts planes into overlapping 12 x 12
+blocks and keeps, per intensity bin, the flattest tenth of them (by the spread of a
+lightly smoothed copy), where the block's content is mostly noise. In those blocks it
+measures the noise autocovariance at lags up to 3 pixels, after removing each block's
+mean and linear trend; the bias that removal causes is undone exactly (for noise
+correlated over at most 3 pixels). That gives, per bin, the noise variance and the
+normalised autocovariance (the correlation kernel). Choosing blocks by their own
+smoothed content prefers blocks whose low-frequency noise happens to be weak, which
+lowers the level and the correlation of strongly correlated noise; where the estimate
+says the noise is correlated, that selection bias is measured on simulated noise of the
+estimated correlation and taken out (a parametric bootstrap). The variance against
+intensity is fitted by a clipped Poisson-Gaussian (affine) law, ``var = gain * (x - black)
++ read``; where the fit misses a bin by more than 15% in sigma, the per-bin curve is used.
+The approach follows the blind, intensity- and frequency-dependent estimates of the Noise
+Clinic (Lebrun, Colom and Morel, IPOL 2015) and of Colom et al., in a simpler form.
+
+What it cannot see: noise weaker than the texture of the image's flattest blocks (then
+the level is over-estimated and texture looks like correlation), and correlation longer
+than 3 pixels. The measured accuracy is in ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import numpy as np
+
+from .model import CORRELATED, LAG, NoiseModel
+
+__all__ = ["estimate_noise"]
+
+BLOCK, STRIDE = 12, 4
+FLAT_SHARE = 0.1  # the flattest share of blocks per intensity bin
+TRIM = 2.0  # blocks whose variance exceeds this many times the bin's median are texture
+BLOCKS_PER_BIN = 400
+MAX_BINS = 8
+AFFINE_TOLERANCE = 0.15
+ANTICORRELATED = -0.04  # below this at lag 1, the estimate shows the selection's own bias
+BOOTSTRAP_STEPS = 1
+_HALF = [(dy, dx) for dy in range(LAG + 1) for dx in range(-LAG, LAG + 1) if dy > 0 or dx >= 0]
+
+
+# --------------------------------------------------------------------------- estimation
+def _pairs(b: int, dy: int, dx: int):
+    """Slices of a ``b x b`` block: pixels and their partners at lag ``(dy, dx)``."""
+    xs, xt = (slice(0, b - dx), slice(dx, b)) if dx >= 0 else (slice(-dx, b), slice(0, b + dx))
+    return slice(0, b - dy), xs, slice(dy, b), xt
+
+
+@functools.lru_cache(maxsize=2)
+def _design(b: int):
+    """The projection onto a block's mean and linear trend, and the inverse of the linear
+    map from the noise's true lag covariances to their averages measured after removing
+    that projection (exact for noise correlated over at most :data:`LAG` pixels)."""
+    ii, jj = np.mgrid[:b, :b]
+    x = np.stack([np.ones(b * b), ii.ravel() - (b - 1) / 2, jj.ravel() - (b - 1) / 2], 1)
+    proj = x @ np.linalg.pinv(x)
+    q = np.eye(b * b) - proj
+    idx = np.arange(b * b).reshape(b, b)
+    pairs = []
+    for dy, dx in _HALF:
+        ys, xs, yt, xt = _pairs(b, dy, dx)
+        pairs.append((idx[ys, xs].ravel(), idx[yt, xt].ravel()))
+    m = np.zeros((len(_HALF), len(_HALF)))
+    for k, (a, c) in enumerate(pairs):
+        cov = np.zeros((b * b, b * b))
+        cov[a, c] = cov[c, a] = 1.0
+        seen = q @ cov @ q
+        for j, (u, v) in enumerate(pairs):
+            m[j, k] = seen[u, v].mean()
+    return proj, np.linalg.inv(m)
+
+
+def _blocks(plane: np.ndarray, bad: np.ndarray | None):
+    """Per block of ``plane``: mean, texture (spread of a smoothed copy, trend removed)
+    and the measured lag covariances of the detrended block; blocks touching ``bad``
+    pixels are dropped."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy.ndimage import gaussian_filter
+
+    b, s = BLOCK, STRIDE
+    proj, _ = _design(b)
+
+    def windows(a):
+        return sliding_window_view(a, (b, b))[::s, ::s].reshape(-1, b, b)
+
+    def detrend(w):
+        f = w.reshape(len(w), -1)
+        return (f - f @ proj.T).reshape(w.shape)
+
+    y = windows(plane)
+    r = detrend(y)
+    tau = detrend(windows(gaussian_filter(plane, 1.0))).std(axis=(1, 2))
+    cov = np.stack(
+        [
+            np.mean(r[:, ys, xs] * r[:, yt, xt], axis=(1, 2))
+            for ys, xs, yt, xt in (_pairs(b, dy, dx) for dy, dx in _HALF)
+        ],
+        1,
+    )
+    keep = np.ones(len(y), bool) if bad is None else ~windows(bad).any(axis=(1, 2))
+    return y.mean(axis=(1, 2))[keep], tau[keep], cov[keep], r[keep]
+
+
+def _flat(mu, tau, cov, n_bins: int):
+    """Per intensity bin (equal counts): ``(mean intensity, corrected lag covariances,
+    indices of the flat blocks used)``."""
+    _, minv = _design(BLOCK)
+    edges = np.quantile(mu, np.linspace(0, 1, n_bins + 1))
+    which = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, n_bins - 1)
+    out = []
+    for k in range(n_bins):
+        idx = np.flatnonzero(which == k)
+        if idx.size < 10:
+            continue
+        flat = idx[tau[idx] <= np.quantile(tau[idx], FLAT_SHARE)]
+        flat = flat[cov[flat, 0] <= TRIM * np.median(cov[flat, 0])]
+        if flat.size < 3:
+            continue
+        c = minv @ cov[flat].mean(0)
+        if c[0] > 0:
+            out.append((float(mu[flat].mean()), c, flat))
+    return out
+
+
+def _kernel(rho_half: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    g = np.zeros((2 * LAG + 1, 2 * LAG + 1))
+    for v, (dy, dx) in zip(rho_half, _HALF):
+        g[LAG + dy, LAG + dx] = g[LAG - dy, LAG - dx] = float(np.clip(v, -1.0, 1.0))
+    g[LAG, LAG] = 1.0
+    return tuple(tuple(round(float(v), 4) for v in row) for row in g)
+
+
+def _bootstrap(rho_half: np.ndarray, shape, seed: int):
+    """The selection's bias on noise of this correlation alone: ``(variance ratio,
+    correlation shift)``, measured on one simulated plane of unit variance."""
+    kernel = _kernel(rho_half)
+    h, w = min(shape[0], 512), min(shape[1], 512)
+    unit = NoiseModel((0.0,), (1.0,), 0.0, 0.0, 1.0, True, kernel)
+    noise = unit.sample((h, w), np.random.default_rng(seed))
+    mu, tau, cov, _ = _blocks(noise / noise.std() + 0.5, None)
+    ((_, c, _),) = _flat(mu, tau, cov, 1)
+    return c[0], c / c[0] - rho_half
+
+
+def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray):
+    """``(gain, black, read, affine)``: ``var = gain * (x - black) + read**2`` by
+    non-negative least squares, ``black`` the darkest bin."""
+    from scipy.optimize import nnls
+
+    black = float(mus.min())
+    sw = np.sqrt(weights)
+    (gain, read2), _ = nnls(np.stack([(mus - black) * sw, sw], 1), var * sw)
+    fit = np.sqrt(gain * (mus - black) + read2)
+    affine = bool(np.all(np.abs(fit / np.sqrt(var) - 1) <= AFFINE_TOLERANCE))
+    return float(gain), black, float(math.sqrt(read2)), affine
+
+
+def _clip_mask(planes: np.ndarray):
+    """Pixels at a piled-up extreme value (clipping) and whether each end is clipped."""
+    lo, hi = float(planes.min()), float(planes.max())
+    at_lo, at_hi = planes == lo, planes == hi
+    clipped = (bool(at_lo.mean() > 0.005), bool(at_hi.mean() > 0.005))
+    bad = (at_lo if clipped[0] else np.zeros_like(at_lo)) | (
+        at_hi if clipped[1] else np.zeros_like(at_hi)
+    )
+    return bad, clipped
+
+
+def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) -> NoiseModel:
+    """The model of a set of 2-D planes ``(N, H, W)`` (float64); ``stack``, when given,
+    is a run of consecutive planes ``(K, H, W)`` for the correlation along the stack."""
+    from .sure import impulse_share
+
+    bad, clipped = _clip_mask(planes)
+    parts = [_blocks(p, m) for p, m in zip(planes, bad)]
+    mu, tau, cov = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    if mu.size < 10:
+        raise ValueError("too few unclipped blocks to estimate the noise")
+    bins = _flat(mu, tau, cov, int(np.clip(mu.size // BLOCKS_PER_BIN, 1, MAX_BINS)))
+    mus = np.array([b[0] for b in bins])
+    c = np.stack([b[1] for b in bins])
+    var = c[:, 0]
+    rho = np.median(c / var[:, None], axis=0)
+    lag1 = rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]
+    if max(lag1) > CORRELATED or min(lag1) < ANTICORRELATED:
+        observed, est, ratio = rho, rho, 1.0
+        for _ in range(
+            BOOTSTRAP_STEPS
+        ):  # find the correlation whose biased estimate is the observed
+            ratio, shift = _bootstrap(est, planes.shape[-2:], seed)
+            est = observed - shift
+        var, rho = var / ratio, est
+    gain, black, read, affine = _fit(mus, var, np.array([b[2].size for b in bins], float))
+    kernel_z = () if stack is None else _correlation_z(stack)
+    span = float(planes.max() - planes.min()) or 1.0
+    return NoiseModel(
+        intensities=tuple(float(v) for v in mus),
+        sigmas=tuple(float(v) for v in np.sqrt(var)),
+        gain=gain,
+        black=black,
+        read=read,
+        affine=affine,
+        kernel=_kernel(rho),
+        kernel_z=kernel_z,
+        impulse_share=float(impulse_share(((planes - planes.min()) / span).astype(np.float32))),
+        clipped=clipped,
+    )
+
+
+def _correlation_z(stack: np.ndarray) -> tuple[float, ...]:
+    """Correlation of the noise between a plane and the next ``1..LAG`` planes, in the
+    flat blocks of the first (same detrending on both: its bias cancels in the ratio)."""
+    first = _blocks(stack[0], None)
+    bins = _flat(first[0], first[1], first[2], 1)
+    if not bins:
+        return ()
+    flat = bins[0][2]
+    r0 = first[3][flat]
+    out = [1.0]
+    for k in range(1, min(LAG, len(stack) - 1) + 1):
+        rk = _blocks(stack[k], None)[3][flat]
+        out.append(round(float(np.mean(r0 * rk) / max(np.mean(r0 * r0), 1e-30)), 4))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- the API
+def _plane(image, axes: str, index: dict, crop: tuple[slice, slice]) -> np.ndarray:
+    """One YX plane (float64) at ``index`` (axis letter -> position), cropped."""
+    idx = tuple(crop[0] if a == "Y" else crop[1] if a == "X" else index[a] for a in axes)
+    block = image[idx]
+    block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float64)
+    return block.T if axes.index("X") < axes.index("Y") else block
+
+
+def _drift(image, axes: str, stack: str, base: dict, crop) -> float:
+    """Relative change of the finest-scale noise level from the first to the last
+    quarter of the stack (16 planes at most)."""
+    from .levels import haar_sigma
+
+    n = image.shape[axes.index(stack)]
+    if n < 4:
+        return 0.0
+    picks = np.unique(np.linspace(0, n - 1, min(n, 16)).round().astype(int))
+    sig = np.array([haar_sigma(_plane(image, axes, {**base, stack: int(k)}, crop)) for k in picks])
+    q = max(1, len(sig) // 4)
+    mid = float(np.median(sig))
+    return 0.0 if not mid > 0 else float((np.median(sig[-q:]) - np.median(sig[:q])) / mid)
+
+
+def _read(image, axes: str, size: dict, base: dict, crop, max_planes: int):
+    """Up to ``max_planes`` planes evenly spaced through the non-YX axes, and a run of
+    consecutive planes along the stacked axis (``None`` for a single plane)."""
+    others = [a for a in axes if a not in "YXC"]
+    positions = list(itertools.product(*(range(size[a]) for a in others)))
+    picks = np.linspace(0, len(positions) - 1, min(len(positions), max_planes)).round().astype(int)
+    planes = np.stack(
+        [
+            _plane(image, axes, {**base, **dict(zip(others, positions[k]))}, crop)
+            for k in sorted(set(picks))
+        ]
+    )
+    stack = others[-1] if others else None
+    if stack is None or size[stack] < 2:
+        return planes, None
+    mid = {**base, **{a: size[a] // 2 for a in others}}
+    k0 = min(size[stack] // 2, size[stack] - 2)
+    run = np.stack(
+        [
+            _plane(image, axes, {**mid, stack: k}, crop)
+            for k in range(k0, min(size[stack], k0 + LAG + 1))
+        ]
+    )
+    return planes, run
+
+
+def estimate_noise(
+    image, axes: str | None = None, *, max_planes: int = 8, max_side: int = 1024, seed: int = 0
+) -> NoiseModel:
+    """Estimate the noise of ``image`` from the image alone.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask or zarr array; only the planes used are read.
+    axes : str, optional
+        e.g. ``"YX"``, ``"ZYX"``, ``"CZYX"``; guessed for 2-D and 3-D inputs.
+    max_planes : int
+        How many planes (evenly spaced through the non-YX axes) are looked at.
+    max_side : int
+        Planes larger than this are cropped to their centre.
+    seed : int
+        Seed of the simulated noise the selection bias is measured on.
+
+    Returns
+    -------
+    NoiseModel
+        The level against intensity, the correlation kernel (and along the stacked axis
+        for volumes), impulse share, drift and clipping; per channel when there is a ``C``
+        axis (the returned model pools them, its ``channels`` hold each).
+
+    Raises
+    ------
+    DenoiseError
+        For axes that do not fit the array, or an image too small or too flat to measure.
+    """
+    from ..core.axes import DenoiseError, check_array, resolve_axes
+
+    if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
+        image = np.asarray(image)
+    axes, _ = resolve_axes(axes, tuple(image.shape))
+    check_array(image, axes)
+    size = {a: int(image.shape[i]) for i, a in enumerate(axes)}
+    crop = tuple(
+        slice(max(0, (size[a] - max_side) // 2), max(0, (size[a] - max_side) // 2) + max_side)
+        for a in "YX"
+    )
+    others = [a for a in axes if a not in "YXC"]
+    stack = others[-1] if others else None
+    positions = list(itertools.product(*(range(size[a]) for a in others)))
+    picks = sorted(
+        {
+            positions[int(k)]
+            for k in np.linspace(0, len(positions) - 1, min(len(positions), max_planes))
+        }
+    )
+    models = []
+    for ch in range(size.get("C", 1)):
+        base = {"C": ch} if "C" in axes else {}
+        planes = np.stack(
+            [_plane(image, axes, {**base, **dict(zip(others, p))}, crop) for p in picks]
+        )
+        run = None
+        if stack is not None and size[stack] > 1:
+            mid = {**base, **{a: size[a] // 2 for a in others}}
+            k0 = min(size[stack] // 2, size[stack] - 2)
+            run = np.stack(
+                [
+                    _plane(image, axes, {**mid, stack: k}, crop)
+                    for k in range(k0, min(size[stack], k0 + LAG + 1))
+                ]
+            )
+        try:
+            m = _estimate_planes(planes, run, seed)
+        except ValueError as exc:
+            raise DenoiseError(f"cannot estimate the noise: {exc}") from None
+        drift = (
+            0.0
+            if stack is None
+            else _drift(image, axes, stack, {**base, **{a: 0 for a in others}}, crop)
+        )
+        models.append(NoiseModel(**{**m.__dict__, "drift": drift}))
+    if len(models) == 1:
+        return models[0]
+    pooled = models[
+        int(np.argsort([m.level for m in models])[len(models) // 2])
+    ]  # the median channel
+    return NoiseModel(**{**pooled.__dict__, "channels": tuple(models)})
