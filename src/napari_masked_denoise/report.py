@@ -120,9 +120,19 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
         f"{res.info['tiles']} tiles, {res.info['tiling']})",
         f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)",
         f"sigma    {res.sigma:.6g} (robust noise estimate, input units)",
+        *noise_lines(res.info.get("noise_model")),
         f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})",
         *describe_report(res.info.get("method_report", {}), res.info["intensity_range"]),
     ]
+
+
+def noise_lines(model: dict | None) -> list[str]:
+    """The noise model's one line for the CLI summary (none when it was not estimated)."""
+    if not model:
+        return []
+    from .noise.model import NoiseModel
+
+    return [f"noise    {NoiseModel.from_dict(model).describe()} (input units)"]
 
 
 def choice_text(res) -> str:

@@ -122,8 +122,8 @@ def _method(key: str, settings, path: str):
     if _STATE.get("key") != key:
         _STATE.clear()
         torch.set_num_threads(_worker_threads())
-        meth = settings.build_method(select_device(settings.device))
         store = Store(zarr.open_group(path, mode="r+"), path)
+        meth = settings.build_method(select_device(settings.device), store.noise_model())
         state = store.method_state()
         if state is not None:
             meth.load_state_bytes(state)

@@ -129,9 +129,11 @@ def denoise_iter(
     layout = Layout.of(image.shape, axes)
     s = s.replace(axes=axes, mode=default_mode(s, layout.n_planes))
     _check(s, output, scheduler)
-    meth, device = _build(s)
     lo, hi = norm_stats(image, layout)
+    noise = _noise(image, s)
+    meth, device = _build(s, None if noise is None else noise.scaled(lo, hi - lo))
     store = Store.open(output, s, _fingerprint(s, meth, image.shape, lo, hi))
+    store.update_meta(noise_model=None if noise is None else noise.to_dict())
     report = yield from _adapt(image, layout, s, meth, store, (lo, hi), t0)
 
     tile = int(s.tile or method_tile(meth))  # the tiling follows what the method decided
@@ -159,6 +161,7 @@ def denoise_iter(
             "precision": s.precision,
             "compiled": bool(s.compile),
             "cluster": None if scheduler is None else describe_scheduler(scheduler),
+            "noise_model": None if noise is None else noise.to_dict(),
         },
     )
     done = store.done()
@@ -187,12 +190,23 @@ def _check(s: RunSettings, output, scheduler) -> None:
         )
 
 
-def _build(s: RunSettings):
-    """The run's method on its device: ``(method, device)``."""
+def _noise(image, s: RunSettings):
+    """The image's noise model (input units), or None where the image is too small or
+    too flat to measure it (methods then estimate what they need themselves)."""
+    from ..noise.estimate import estimate_noise
+
+    try:
+        return estimate_noise(image, s.axes, seed=s.seed)
+    except DenoiseError:
+        return None
+
+
+def _build(s: RunSettings, noise):
+    """The run's method on its device, told the noise model: ``(method, device)``."""
     from ..core.device import select_device
 
     device = select_device(s.device)
-    return s.build_method(device), device
+    return s.build_method(device, noise), device
 
 
 def _fingerprint(s: RunSettings, meth, shape, lo: float, hi: float) -> dict:

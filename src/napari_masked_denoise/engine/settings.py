@@ -127,8 +127,9 @@ class RunSettings:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
 
-    def build_method(self, device):
-        """This run's method (resolved ``mode``) on ``device``, not adapted yet."""
+    def build_method(self, device, noise=None):
+        """This run's method (resolved ``mode``) on ``device``, not adapted yet, told the
+        image's noise model ``noise`` (in the normalised units it works in) if known."""
         from ..methods import get_method
 
         return get_method(self.method)(
@@ -136,6 +137,7 @@ class RunSettings:
             mode=self.mode or "once",
             device=device,
             seed=self.seed,
+            noise=noise,
             **self.options,
         )
 

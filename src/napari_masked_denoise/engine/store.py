@@ -126,6 +126,17 @@ class Store:
         meta.update(jsonable(values))
         self.group.attrs[ATTR] = meta
 
+    def noise_model(self):
+        """The image's noise model the run estimated, in the normalised units methods
+        work in (``None`` if it could not be estimated)."""
+        from ..noise.model import NoiseModel
+
+        meta = self.meta
+        if not meta.get("noise_model"):
+            return None
+        lo, hi = meta["fingerprint"]["norm"]
+        return NoiseModel.from_dict(meta["noise_model"]).scaled(lo, hi - lo)
+
     # -- the adaptation --------------------------------------------------------------------
     def method_state(self) -> bytes | None:
         """The adapted state an earlier run of these settings saved, if any."""

@@ -144,7 +144,9 @@ class Auto(Method):
             if name == "auto":
                 raise DenoiseError("auto cannot be its own candidate")
             preset = preset or default_preset(name)
-            m = get_method(name)(preset=preset, mode=self.mode, device=self.device, seed=self.seed)
+            m = get_method(name)(
+                preset=preset, mode=self.mode, device=self.device, seed=self.seed, noise=self.noise
+            )
             self.candidates[f"{name}:{preset}"] = m
         ms = list(self.candidates.values())
         self.halo = max(m.halo for m in ms)

@@ -95,7 +95,7 @@ class Method:
     checks: ClassVar[dict[str, Check]] = {}
     """Rules for option values (:mod:`.options`), checked by :meth:`check_options`."""
 
-    def __init__(self, *, preset: str, mode: str, device, seed: int = 0, **options):
+    def __init__(self, *, preset: str, mode: str, device, seed: int = 0, noise=None, **options):
         if preset not in self.presets:
             raise DenoiseError(
                 f"unknown preset {preset!r} for method {self.name!r}; "
@@ -107,6 +107,10 @@ class Method:
         self.device = device
         self.seed = int(seed)
         self.options = self.merged_options(preset, options)
+        self.noise = noise
+        """The image's :class:`~napari_masked_denoise.noise.model.NoiseModel` in the
+        normalised units of the blocks, when the engine measured it (else ``None``: a
+        method that needs the noise estimates it from what it is given)."""
 
     @classmethod
     def check_options(cls, options: dict, preset: str | None = None) -> None:

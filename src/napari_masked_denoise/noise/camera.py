@@ -36,15 +36,20 @@ def camera_pipeline(
     gamma: float | None = 2.2,
     jpeg: int | None = 90,
 ) -> np.ndarray:
-    """What a camera makes of a linear grey scene ``x`` (``(..., H, W)`` in [0, 1], each
-    plane on its own; an odd last row or column is dropped): an RGGB Bayer mosaic, shot noise at ``peak`` photons at 1 and Gaussian
-    read noise ``read`` on it, bilinear demosaicking, the gamma curve ``x ** (1 / gamma)``,
-    JPEG at quality ``jpeg``, then grey (ITU-R 601 luma). The result, float32 in [0, 1],
-    has spatially correlated, signal-dependent noise. ``rng=None`` runs the same pipeline
-    without noise: the difference of the two is the pipeline's noise."""
+    """What a camera makes of a linear grey scene ``x`` (``(..., H, W)`` in [0, 1]).
+
+    Each plane on its own (an odd last row or column is dropped): an RGGB Bayer mosaic,
+    shot noise at ``peak`` photons at 1 and Gaussian read noise ``read`` on it, bilinear
+    demosaicking, the gamma curve ``x ** (1 / gamma)``, JPEG at quality ``jpeg``, then grey
+    (ITU-R 601 luma). The result, float32 in [0, 1], has spatially correlated,
+    signal-dependent noise. ``rng=None`` runs the same pipeline without noise: the
+    difference of the two is the pipeline's noise.
+    """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim > 2:
-        planes = [camera_pipeline(p, rng, peak, read, gamma, jpeg) for p in x.reshape(-1, *x.shape[-2:])]
+        planes = [
+            camera_pipeline(p, rng, peak, read, gamma, jpeg) for p in x.reshape(-1, *x.shape[-2:])
+        ]
         return np.stack(planes).reshape(*x.shape[:-2], *planes[0].shape)
     rgb = np.repeat(x[..., None], 3, -1)
     h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2

@@ -75,55 +75,119 @@ def _design(b: int):
     return proj, np.linalg.inv(m)
 
 
-def _blocks(plane: np.ndarray, bad: np.ndarray | None):
-    """Per block of ``plane``: mean, texture (spread of a smoothed copy, trend removed)
-    and the measured lag covariances of the detrended block; blocks touching ``bad``
-    pixels are dropped."""
-    from numpy.lib.stride_tricks import sliding_window_view
+CHUNK = 256  # blocks handled at once: bounds the memory of the estimate
+
+
+def _gather(a: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
+    """The ``BLOCK x BLOCK`` blocks of ``a`` at origins ``(oy, ox)``, float64."""
+    ii = np.arange(BLOCK)
+    return a[oy[:, None, None] + ii[None, :, None], ox[:, None, None] + ii[None, None, :]].astype(
+        np.float64
+    )
+
+
+def _detrend(w: np.ndarray) -> np.ndarray:
+    proj, _ = _design(BLOCK)
+    f = w.reshape(len(w), -1)
+    return (f - f @ proj.T).reshape(w.shape)
+
+
+def _index(plane: np.ndarray, bad: np.ndarray | None):
+    """Every block of ``plane`` (a grid of stride :data:`STRIDE`) not touching ``bad``
+    pixels: origins, mean and texture (the spread of a lightly smoothed copy, trend
+    removed), computed :data:`CHUNK` blocks at a time."""
     from scipy.ndimage import gaussian_filter
 
-    b, s = BLOCK, STRIDE
-    proj, _ = _design(b)
-
-    def windows(a):
-        return sliding_window_view(a, (b, b))[::s, ::s].reshape(-1, b, b)
-
-    def detrend(w):
-        f = w.reshape(len(w), -1)
-        return (f - f @ proj.T).reshape(w.shape)
-
-    y = windows(plane)
-    r = detrend(y)
-    tau = detrend(windows(gaussian_filter(plane, 1.0))).std(axis=(1, 2))
-    cov = np.stack(
-        [
-            np.mean(r[:, ys, xs] * r[:, yt, xt], axis=(1, 2))
-            for ys, xs, yt, xt in (_pairs(b, dy, dx) for dy, dx in _HALF)
-        ],
-        1,
+    gy, gx = np.meshgrid(
+        np.arange(0, plane.shape[0] - BLOCK + 1, STRIDE),
+        np.arange(0, plane.shape[1] - BLOCK + 1, STRIDE),
+        indexing="ij",
     )
-    keep = np.ones(len(y), bool) if bad is None else ~windows(bad).any(axis=(1, 2))
-    return y.mean(axis=(1, 2))[keep], tau[keep], cov[keep], r[keep]
+    oy, ox = gy.ravel(), gx.ravel()
+    if bad is not None and bad.any():
+        hit = np.concatenate(
+            [
+                _gather(bad, oy[i : i + CHUNK], ox[i : i + CHUNK]).any(axis=(1, 2))
+                for i in range(0, oy.size, CHUNK)
+            ]
+        )
+        oy, ox = oy[~hit], ox[~hit]
+    smooth = gaussian_filter(plane.astype(np.float32), 1.0)
+    mu = np.empty(oy.size, np.float32)
+    tau = np.empty(oy.size, np.float32)
+    for i in range(0, oy.size, CHUNK):
+        sl = slice(i, i + CHUNK)
+        mu[sl] = _gather(plane, oy[sl], ox[sl]).mean(axis=(1, 2))
+        tau[sl] = _detrend(_gather(smooth, oy[sl], ox[sl])).std(axis=(1, 2))
+    return oy, ox, mu, tau
 
 
-def _flat(mu, tau, cov, n_bins: int):
-    """Per intensity bin (equal counts): ``(mean intensity, corrected lag covariances,
-    indices of the flat blocks used)``."""
-    _, minv = _design(BLOCK)
+def _covs(plane: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
+    """The lag covariances (:data:`_HALF`) of the detrended blocks at ``(oy, ox)``."""
+    out = np.empty((oy.size, len(_HALF)))
+    pairs = [_pairs(BLOCK, dy, dx) for dy, dx in _HALF]
+    for i in range(0, oy.size, CHUNK):
+        r = _detrend(_gather(plane, oy[i : i + CHUNK], ox[i : i + CHUNK]))
+        out[i : i + CHUNK] = np.stack(
+            [np.mean(r[:, ys, xs] * r[:, yt, xt], axis=(1, 2)) for ys, xs, yt, xt in pairs], 1
+        )
+    return out
+
+
+def _select(mu: np.ndarray, tau: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Per intensity bin (equal counts), the indices of its flattest blocks."""
     edges = np.quantile(mu, np.linspace(0, 1, n_bins + 1))
     which = np.clip(np.searchsorted(edges, mu, side="right") - 1, 0, n_bins - 1)
     out = []
     for k in range(n_bins):
         idx = np.flatnonzero(which == k)
-        if idx.size < 10:
-            continue
-        flat = idx[tau[idx] <= np.quantile(tau[idx], FLAT_SHARE)]
-        flat = flat[cov[flat, 0] <= TRIM * np.median(cov[flat, 0])]
-        if flat.size < 3:
-            continue
-        c = minv @ cov[flat].mean(0)
-        if c[0] > 0:
-            out.append((float(mu[flat].mean()), c, flat))
+        if idx.size >= 10:
+            out.append(idx[tau[idx] <= np.quantile(tau[idx], FLAT_SHARE)])
+    return out
+
+
+def _bin_covariance(cov: np.ndarray) -> np.ndarray | None:
+    """The true lag covariances of a bin from its flat blocks' measured ones: blocks far
+    above the typical variance (texture) left out, the detrending's bias undone."""
+    _, minv = _design(BLOCK)
+    cov = cov[cov[:, 0] <= TRIM * np.median(cov[:, 0])]
+    if len(cov) < 3:
+        return None
+    c = minv @ cov.mean(0)
+    return c if c[0] > 0 else None
+
+
+def _flat(planes: np.ndarray, bad, n_bins: int | None = None):
+    """Per intensity bin: ``(mean intensity, lag covariances, number of blocks)`` from the
+    flat blocks of every plane."""
+    index = [
+        _index(p, None if bad is None else m)
+        for p, m in zip(planes, bad if bad is not None else planes)
+    ]
+    mu = np.concatenate([ix[2] for ix in index])
+    if mu.size < 10:
+        raise ValueError("too few unclipped blocks to estimate the noise")
+    tau = np.concatenate([ix[3] for ix in index])
+    plane_of = np.concatenate([np.full(ix[0].size, k) for k, ix in enumerate(index)])
+    at = np.concatenate([np.arange(ix[0].size) for ix in index])
+    n_bins = n_bins or int(np.clip(mu.size // BLOCKS_PER_BIN, 1, MAX_BINS))
+    out = []
+    for sel in _select(mu, tau, n_bins):
+        cov = np.concatenate(
+            [
+                _covs(
+                    planes[k],
+                    index[k][0][at[sel][plane_of[sel] == k]],
+                    index[k][1][at[sel][plane_of[sel] == k]],
+                )
+                for k in np.unique(plane_of[sel])
+            ]
+        )
+        c = _bin_covariance(cov)
+        if c is not None:
+            out.append((float(mu[sel].mean()), c, int(sel.size)))
+    if not out:
+        raise ValueError("no flat blocks to estimate the noise from")
     return out
 
 
@@ -139,11 +203,10 @@ def _bootstrap(rho_half: np.ndarray, shape, seed: int):
     """The selection's bias on noise of this correlation alone: ``(variance ratio,
     correlation shift)``, measured on one simulated plane of unit variance."""
     kernel = _kernel(rho_half)
-    h, w = min(shape[0], 512), min(shape[1], 512)
+    h, w = min(shape[0], 256), min(shape[1], 256)
     unit = NoiseModel((0.0,), (1.0,), 0.0, 0.0, 1.0, True, kernel)
     noise = unit.sample((h, w), np.random.default_rng(seed))
-    mu, tau, cov, _ = _blocks(noise / noise.std() + 0.5, None)
-    ((_, c, _),) = _flat(mu, tau, cov, 1)
+    ((_, c, _),) = _flat((noise / noise.std() + 0.5)[None], None, 1)
     return c[0], c / c[0] - rho_half
 
 
@@ -161,27 +224,29 @@ def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray):
 
 
 def _clip_mask(planes: np.ndarray):
-    """Pixels at a piled-up extreme value (clipping) and whether each end is clipped."""
+    """Pixels at a piled-up extreme value (clipping; ``None`` when neither end is) and
+    whether each end is clipped."""
     lo, hi = float(planes.min()), float(planes.max())
-    at_lo, at_hi = planes == lo, planes == hi
-    clipped = (bool(at_lo.mean() > 0.005), bool(at_hi.mean() > 0.005))
-    bad = (at_lo if clipped[0] else np.zeros_like(at_lo)) | (
-        at_hi if clipped[1] else np.zeros_like(at_hi)
+    clipped = (
+        bool(np.count_nonzero(planes == lo) > 0.005 * planes.size),
+        bool(np.count_nonzero(planes == hi) > 0.005 * planes.size),
     )
+    if not any(clipped):
+        return None, clipped
+    bad = np.zeros(planes.shape, bool)
+    for end, value in zip(clipped, (lo, hi)):
+        if end:
+            bad |= planes == value
     return bad, clipped
 
 
 def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) -> NoiseModel:
-    """The model of a set of 2-D planes ``(N, H, W)`` (float64); ``stack``, when given,
-    is a run of consecutive planes ``(K, H, W)`` for the correlation along the stack."""
+    """The model of a set of 2-D planes ``(N, H, W)``; ``stack``, when given, is a run of
+    consecutive planes ``(K, H, W)`` for the correlation along the stack."""
     from .sure import impulse_share
 
     bad, clipped = _clip_mask(planes)
-    parts = [_blocks(p, m) for p, m in zip(planes, bad)]
-    mu, tau, cov = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    if mu.size < 10:
-        raise ValueError("too few unclipped blocks to estimate the noise")
-    bins = _flat(mu, tau, cov, int(np.clip(mu.size // BLOCKS_PER_BIN, 1, MAX_BINS)))
+    bins = _flat(planes, bad)
     mus = np.array([b[0] for b in bins])
     c = np.stack([b[1] for b in bins])
     var = c[:, 0]
@@ -189,15 +254,13 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
     lag1 = rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]
     if max(lag1) > CORRELATED or min(lag1) < ANTICORRELATED:
         observed, est, ratio = rho, rho, 1.0
-        for _ in range(
-            BOOTSTRAP_STEPS
-        ):  # find the correlation whose biased estimate is the observed
+        for _ in range(BOOTSTRAP_STEPS):  # the correlation whose biased estimate is the observed
             ratio, shift = _bootstrap(est, planes.shape[-2:], seed)
             est = observed - shift
         var, rho = var / ratio, est
-    gain, black, read, affine = _fit(mus, var, np.array([b[2].size for b in bins], float))
-    kernel_z = () if stack is None else _correlation_z(stack)
-    span = float(planes.max() - planes.min()) or 1.0
+    gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float))
+    lo, span = float(planes.min()), float(planes.max() - planes.min()) or 1.0
+    impulses = np.mean([impulse_share(((p[None] - lo) / span).astype(np.float32)) for p in planes])
     return NoiseModel(
         intensities=tuple(float(v) for v in mus),
         sigmas=tuple(float(v) for v in np.sqrt(var)),
@@ -206,24 +269,23 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
         read=read,
         affine=affine,
         kernel=_kernel(rho),
-        kernel_z=kernel_z,
-        impulse_share=float(impulse_share(((planes - planes.min()) / span).astype(np.float32))),
+        kernel_z=() if stack is None else _correlation_z(stack),
+        impulse_share=float(impulses),
         clipped=clipped,
     )
 
 
 def _correlation_z(stack: np.ndarray) -> tuple[float, ...]:
     """Correlation of the noise between a plane and the next ``1..LAG`` planes, in the
-    flat blocks of the first (same detrending on both: its bias cancels in the ratio)."""
-    first = _blocks(stack[0], None)
-    bins = _flat(first[0], first[1], first[2], 1)
-    if not bins:
+    flat blocks of the first (the same detrending on both: its bias cancels in the ratio)."""
+    oy, ox, mu, tau = _index(stack[0], None)
+    if mu.size < 10:
         return ()
-    flat = bins[0][2]
-    r0 = first[3][flat]
+    flat = _select(mu, tau, 1)[0][:CHUNK]
+    r0 = _detrend(_gather(stack[0], oy[flat], ox[flat]))
     out = [1.0]
     for k in range(1, min(LAG, len(stack) - 1) + 1):
-        rk = _blocks(stack[k], None)[3][flat]
+        rk = _detrend(_gather(stack[k], oy[flat], ox[flat]))
         out.append(round(float(np.mean(r0 * rk) / max(np.mean(r0 * r0), 1e-30)), 4))
     return tuple(out)
 
@@ -233,7 +295,7 @@ def _plane(image, axes: str, index: dict, crop: tuple[slice, slice]) -> np.ndarr
     """One YX plane (float64) at ``index`` (axis letter -> position), cropped."""
     idx = tuple(crop[0] if a == "Y" else crop[1] if a == "X" else index[a] for a in axes)
     block = image[idx]
-    block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float64)
+    block = np.asarray(block.compute() if hasattr(block, "compute") else block, dtype=np.float32)
     return block.T if axes.index("X") < axes.index("Y") else block
 
 
@@ -258,12 +320,12 @@ def _read(image, axes: str, size: dict, base: dict, crop, max_planes: int):
     others = [a for a in axes if a not in "YXC"]
     positions = list(itertools.product(*(range(size[a]) for a in others)))
     picks = np.linspace(0, len(positions) - 1, min(len(positions), max_planes)).round().astype(int)
-    planes = np.stack(
-        [
-            _plane(image, axes, {**base, **dict(zip(others, positions[k]))}, crop)
-            for k in sorted(set(picks))
-        ]
-    )
+    planes = None
+    for n, k in enumerate(sorted(set(picks))):  # filled in place: no second copy of the planes
+        plane = _plane(image, axes, {**base, **dict(zip(others, positions[k]))}, crop)
+        if planes is None:
+            planes = np.empty((len(set(picks)), *plane.shape), np.float32)
+        planes[n] = plane
     stack = others[-1] if others else None
     if stack is None or size[stack] < 2:
         return planes, None

@@ -120,14 +120,20 @@ class NoiseModel:
         Returns
         -------
         numpy.ndarray
-            float64 noise of ``shape``.
+            float32 noise of ``shape``.
         """
+        from scipy import fft
+
         shape = tuple(int(s) for s in shape)
-        planes = rng.standard_normal((int(np.prod(shape[:-2], dtype=np.int64)), *shape[-2:]))
-        amp = np.sqrt(self.psd(shape[-2:]) / (shape[-1] * shape[-2]))
-        unit = np.fft.ifft2(np.fft.fft2(planes) * amp).real.reshape(shape)
+        h, w = shape[-2:]
+        amp = np.sqrt(self.psd((h, w))[:, : w // 2 + 1] / (h * w)).astype(np.float32)
+        unit = np.empty(shape, np.float32).reshape(-1, h, w)
+        for k in range(len(unit)):  # one plane at a time, in float32: bounded memory
+            white = rng.standard_normal((h, w), dtype=np.float32)
+            unit[k] = fft.irfft2(fft.rfft2(white) * amp, s=(h, w))
+        unit = unit.reshape(shape)
         level = self.level if signal is None else self.sigma(np.broadcast_to(signal, shape))
-        return unit * level
+        return (unit * level).astype(np.float32)
 
     # -- reporting -----------------------------------------------------------------------
     def describe(self) -> str:
