@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             out = np.empty_like(noisy[k])
             t = time.perf_counter()
             for i in range(len(clean)):
-                out[i, 0] = m.process(noisy[k][i], Coords([i]))[0]
+                out[i, 0] = m.denoise(noisy[k][i], Coords([i]))[0]
             secs.append((time.perf_counter() - t) / len(clean))
             psnrs.append(psnr(out, clean))
         rows.append((name, psnrs, float(np.median(secs))))

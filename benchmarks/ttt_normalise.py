@@ -45,7 +45,7 @@ def main() -> int:
             clean = img[(h - 256) // 2 : (h + 256) // 2, (w - 256) // 2 : (w + 256) // 2]
             noisy = add(clean, np.random.default_rng(100 * k + j)).astype(np.float32)[None]
             for flag, m in nets.items():
-                out = m.process(noisy, Coords([0]))[0]
+                out = m.denoise(noisy, Coords([0]))[0]
                 scores[flag].append(psnr(clean, np.clip(out, 0, 1), data_range=1))
         print(
             f"{noise:22s} normalised {np.mean(scores[True]):.2f}  plain {np.mean(scores[False]):.2f}"

@@ -94,7 +94,13 @@ def denoise(
         ``"cpu"``, ``"cuda"`` or ``"mps"``; default the best available.
     seed : int
         Equal seeds give equal results.
-    tile, mode : see :func:`napari_masked_denoise.engine.denoise_iter`.
+    tile : int, optional
+        Core tile size in Y and X; default: the engine's for the method as it decided
+        (:func:`napari_masked_denoise.engine.settings.method_tile`: 1024 for a fixed
+        network whose halo covers its receptive field, else the method's own).
+    mode : {"per-tile", "once"}, optional
+        Default: ``per-tile`` for one 2-D image when the method adapts per tile, else
+        ``once`` (:func:`napari_masked_denoise.engine.settings.default_mode`).
     progress : callable, optional
         Called with a :class:`~napari_masked_denoise.engine.Progress` after every step.
     **options

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="tile size in Y and X (default: 1024 for a fixed network in once mode, "
-        "else the method's, 256; 512 for meta-tta and classical methods)",
+        "else the method's, 256; 512 for meta-tta and classical methods; auto: that of "
+        "the method it chooses)",
     )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument(

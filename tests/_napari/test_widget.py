@@ -411,3 +411,13 @@ def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
     rep = viewer.layers["vol denoised"].metadata["method_report"]
     assert rep["choice"] in ("wavelet:default", "tv:fixed")
     assert widget.status.value.startswith(f"done: auto chose {rep['choice']}")
+
+
+def test_a_layer_the_engine_cannot_take_does_not_break_the_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 2, 2, 2, 16, 16), np.float32), name="six-d")
+    widget = DenoiseWidget(viewer)  # the tile default for a 6-D layer: as for one plane
+    widget.set_layer("six-d")
+    widget.method_combo.value = "tv"
+    widget.run()
+    assert "error" in widget.status.value and not widget.busy

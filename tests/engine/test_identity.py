@@ -112,3 +112,15 @@ def test_settings_are_checked_before_anything_is_read_or_written(tmp_path):
     with pytest.raises(DenoiseError, match="steps must be a whole number"):
         RunSettings(method="ttt-mim", options={"steps": "abc"})
     assert not any(tmp_path.iterdir())
+
+
+def test_settings_take_numpy_numbers_numeric_strings_and_a_new_methods_preset():
+    s = RunSettings(
+        method="ttt-mim", seed=np.int64(3), tile=np.int32(64), options={"steps": np.int64(2)}
+    )
+    assert (s.seed, s.tile) == (3, 64)
+    RunSettings(
+        method="ttt-mim", options={"steps": "3", "lr": "1e-4"}
+    )  # as int() and float() read them
+    tv = s.replace(method="tv", options={})
+    assert tv.method == "tv" and tv.preset == "calibrated"  # not ttt-mim's preset

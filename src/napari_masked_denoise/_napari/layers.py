@@ -176,7 +176,12 @@ def layer_default_tile(layer, method: str | None, preset: str | None, options: d
     """
     if not method:
         return None
-    planes = 1 if layer is None else Layout.of(layer_data(layer).shape, layer_axes(layer)).n_planes
+    try:
+        planes = (
+            1 if layer is None else Layout.of(layer_data(layer).shape, layer_axes(layer)).n_planes
+        )
+    except DenoiseError:  # a layer the engine cannot take: Run will say why
+        planes = 1
     for opts in (options, {}):
         try:
             s = RunSettings(method=method, preset=preset, options=opts)

@@ -246,8 +246,8 @@ def _adapt(
     report = yield from _progress(
         meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0
     )
+    store.update_meta(adapt_report=report or {})  # first: a saved state has its report
     store.save_method_state(meth.state_bytes())
-    store.update_meta(adapt_report=report or {})
     return dict(report or {})
 
 

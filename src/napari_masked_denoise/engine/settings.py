@@ -5,14 +5,15 @@ and by cluster workers.
 it checks everything that can be checked without the image when it is made, so a bad
 value is a one-line :class:`~napari_masked_denoise.core.axes.DenoiseError` before any
 array is read or any output is created. The choices that need the image (axes, mode,
-tile) are made by :func:`default_mode` and :func:`default_tile`, the one place every
-front end (CLI, API, widget) gets them from.
+tile) are made here: :func:`default_mode`, and :func:`method_tile` for the built method
+(which the engine applies, after ``auto`` has chosen) with :func:`default_tile` giving
+front ends the same number beforehand (``None`` where it depends on auto's choice).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.axes import DenoiseError
@@ -92,7 +93,7 @@ class RunSettings:
                 f"choose one of {', '.join(cls.presets)}"
             )
         opts = dict(self.options or {})
-        cls.check_options(opts)
+        cls.check_options(opts, preset)
         if self.mode is not None and self.mode not in MODES:
             raise DenoiseError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.tile is not None and _int(self.tile, "tile") < MIN_TILE:
@@ -101,9 +102,10 @@ class RunSettings:
             raise DenoiseError(f"plane_batch must be at least 1, got {self.plane_batch}")
         if _int(self.seed, "seed") < 0:
             raise DenoiseError(f"seed must be 0 or more, got {self.seed}")
-        for name in ("sample_tiles", "sample_size"):
-            if _int(getattr(self, name), name) < 1:
-                raise DenoiseError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if _int(self.sample_tiles, "sample_tiles") < 0:  # 0: one crop, as before
+            raise DenoiseError(f"sample_tiles must be 0 or more, got {self.sample_tiles}")
+        if _int(self.sample_size, "sample_size") < 1:
+            raise DenoiseError(f"sample_size must be at least 1, got {self.sample_size}")
         if self.precision not in PRECISIONS:
             raise DenoiseError(f"precision must be 'float32' or 'mixed', got {self.precision!r}")
         if (self.precision == "mixed" or self.compile) and self.mode not in (None, "once"):
@@ -124,7 +126,10 @@ class RunSettings:
             object.__setattr__(self, key, value)
 
     def replace(self, **changes) -> RunSettings:
-        """A copy with ``changes`` (validated again)."""
+        """A copy with ``changes`` (validated again); another method gets its own default
+        preset unless ``changes`` names one."""
+        if "method" in changes and changes["method"] != self.method:
+            changes.setdefault("preset", None)
         return replace(self, **changes)
 
     def build_method(self, device, noise=None):
@@ -141,13 +146,13 @@ class RunSettings:
             **self.options,
         )
 
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
 
 def _int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+    import numbers
+
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
         raise DenoiseError(f"{name} must be a whole number, got {value!r}")
     return int(value)
 
@@ -186,5 +191,4 @@ def default_tile(
     opts = cls.merged_options(preset or default_preset(method), options)
     if cls.needs_sample:  # auto: the tiling follows its choice
         return None
-    exact = cls.exact_support and (mode == "once" or not cls.adapts_per_tile(opts))
-    return max(cls.default_tile, EXACT_TILE) if exact else cls.default_tile
+    return max(cls.default_tile, EXACT_TILE) if cls.exact_tiling(opts, mode) else cls.default_tile

@@ -114,7 +114,7 @@ class Auto(Method):
     checks = {
         "holdout": number(0, 0.2, open_lo=True),
         "radius": integer(0, 3),
-        "budget": number(0),
+        "budget": number(),  # seconds; 0 or less: no budget
         "fill": one_of(*FILLS),
         "score": one_of("sure", "held-out"),
     }

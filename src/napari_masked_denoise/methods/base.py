@@ -185,14 +185,18 @@ class Method:
         known = cls.presets.get(preset)
         return {**cls.defaults, **(known.options if known else {}), **(options or {})}
 
+    @classmethod
+    def exact_tiling(cls, options: dict, mode: str) -> bool:
+        """Whether tiles of this method with these (merged) options in ``mode`` need no
+        blending (:attr:`tile_exact` of a built method)."""
+        return cls.exact_support and (mode == "once" or not cls.adapts_per_tile(options))
+
     @property
     def tile_exact(self) -> bool:
         """Whether tiles need no blending (fixed parameters, an exact halo): the engine
         then cuts each plane into a partition aligned to the output chunks and writes
         every tile once, without overlap and without reading the output back."""
-        return self.exact_support and (
-            self.mode == "once" or not self.adapts_per_tile(self.options)
-        )
+        return self.exact_tiling(self.options, self.mode)
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Generator[tuple[int, int], None, dict]:

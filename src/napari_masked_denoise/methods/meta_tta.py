@@ -69,7 +69,6 @@ class MetaTTA(Method):
         "steps": integer(0),
         "optimizer": one_of("meta-sgd", "adam"),
         "lr": number(0, open_lo=True),
-        "mask_layer": one_of(True, False),
     }
 
     def __init__(self, **kwargs):

@@ -25,7 +25,20 @@ class Check:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    import numbers
+
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _numeric(v):
+    """``v``, or the number a numeric string spells (methods convert with ``int()`` and
+    ``float()``, which accept both)."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Check:
@@ -78,5 +91,5 @@ def one_of(*values) -> Check:
 
 def check(name: str, value, rule: Check) -> None:
     """Raise a one-line :class:`DenoiseError` unless ``value`` passes ``rule``."""
-    if not rule.ok(value):
+    if not (rule.ok(value) or rule.ok(_numeric(value))):
         raise DenoiseError(f"{name} must be {rule.must}, got {value!r}")

@@ -92,7 +92,7 @@ class TTTMIM(Method):
         "lr": number(0, open_lo=True),
         "mask_ratio": number(0, 1, open_lo=True, open_hi=True),
         "patch": integer(1),
-        "consistency": number(0),
+        "consistency": number(),
     }
 
     def __init__(self, **kwargs):

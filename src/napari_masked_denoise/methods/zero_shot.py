@@ -100,13 +100,13 @@ class ZeroShotFilling(Method):
 
     checks = {
         "iterations": integer(1),
-        "beta": number(0, 1, open_hi=True),
+        "beta": number(0, 1),
         "mask_ratio": number(0, 1, open_lo=True, open_hi=True),
         "lr": number(0, open_lo=True),
         "pixel_shuffle": one_of(1, 2),
-        "fill_passes": integer(1),
+        "fill_passes": integer(0),  # at least enough passes to drop every pixel run anyway
         "stop": one_of("fixed", "holdout"),
-        "patience": integer(1),
+        "patience": integer(0),
     }
 
     def __init__(self, **kwargs):

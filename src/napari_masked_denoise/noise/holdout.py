@@ -16,7 +16,7 @@ which favours outputs that pass noise through. ``radius > 0`` hides a block of
 ``2 * radius + 1`` pixels around each scored pixel and interpolates it from the ring
 outside, so nothing within ``radius`` of a scored pixel is seen.
 
-The held-out pixels hash their global position (:func:`masks.uniform`), so they are the
+The held-out pixels hash their global position (:func:`napari_masked_denoise.core.masks.uniform`), so they are the
 same whatever tile a pixel is processed in.
 """
 
