@@ -17,6 +17,8 @@ __all__ = [
     "DenoiseResult",
     "DenoiseError",
     "list_methods",
+    "estimate_noise",
+    "NoiseModel",
     "__version__",
 ]
 
@@ -26,6 +28,14 @@ def __getattr__(name):
         from . import api
 
         return getattr(api, name)
+    if name == "estimate_noise":
+        from .noise.estimate import estimate_noise
+
+        return estimate_noise
+    if name == "NoiseModel":
+        from .noise.model import NoiseModel
+
+        return NoiseModel
     if name == "DenoiseError":
         from .core.axes import DenoiseError
 

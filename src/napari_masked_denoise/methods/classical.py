@@ -1,11 +1,14 @@
 """Classical denoisers behind the same interface: TV, non-local means, wavelet, BM3D.
 
 They denoise each plane of a block with scikit-image (or the optional ``bm3d`` package).
-Their one parameter, the noise level or the TV weight, is set once from the sample in
-``once`` mode, so every tile of a volume is treated alike; in ``per-tile`` mode it is
-set per tile. The noise level is scikit-image's wavelet estimate (``estimate_sigma``),
-the median over planes; the calibrated TV weight is the one of 12 (0.01 to 1) with the
-lowest held-out loss (:mod:`napari_masked_denoise.noise.holdout`).
+Non-local means, wavelets and BM3D take the noise level from the image's noise model
+(:mod:`napari_masked_denoise.noise.estimate`), stabilising noise whose level follows the
+intensity first; BM3D also takes its power spectrum, so that it knows correlated noise.
+Without a model (an image too small to measure, or ``noise="blind"``) the level is
+scikit-image's wavelet estimate (``estimate_sigma``, the median over planes), set once
+from the sample in ``once`` mode and per tile in ``per-tile`` mode. The calibrated TV
+weight is the one of 12 (0.01 to 1) with the lowest held-out loss
+(:mod:`napari_masked_denoise.noise.holdout`).
 
 The halo is a practical context, not an exact receptive field: TV and the wavelet
 thresholds are global, so a tiled result differs slightly from an untiled one near tile
@@ -21,7 +24,7 @@ import numpy as np
 
 from ..core.masks import Coords
 from .base import Method, Preset, Processed
-from .options import Check, integer, number
+from .options import Check, integer, number, one_of
 
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
 
@@ -62,10 +65,71 @@ class _Classical(Method):
         return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
 
     def state_bytes(self) -> bytes:
-        return json.dumps({"param": self.param}).encode()
+        return json.dumps({"param": self.param, "floor": getattr(self, "floor", None)}).encode()
 
     def load_state_bytes(self, data: bytes) -> None:
-        self.param = json.loads(data.decode())["param"] if data else None
+        state = json.loads(data.decode()) if data else {}
+        self.param = state.get("param")
+        if "floor" in state:
+            self.floor = state["floor"]
+
+
+class _OneLevel(_Classical):
+    """A denoiser of one noise level. With the image's noise model (option ``noise``
+    ``"model"``, the default, whenever the engine measured it) the level is the model's,
+    noise whose level follows the intensity is stabilised first (:mod:`..noise.vst`) and
+    denoised at level 1, and BM3D also gets the noise's power spectrum; without one (or
+    ``noise="blind"``) the level is the blind wavelet estimate of white noise."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from ..noise.vst import Stabiliser
+
+        use = self.noise is not None and self.options["noise"] == "model"
+        self._model = self.noise if use else None
+        self._stab = Stabiliser(self._model) if use and Stabiliser.needed(self._model) else None
+        self.floor: float | None = None  # once mode: the level's floor, fixed on the sample
+
+    def _level(self, stabilised: np.ndarray) -> float:
+        """The level to denoise at: the model's (1 once stabilised), and for noise
+        independent between pixels at least what the finest details show (the flat-block
+        estimate can miss noise that varies in space, as in CT)."""
+        from ..noise.levels import wavelet_sigma
+
+        level = 1.0 if self._stab is not None else self._model.level
+        if self._model.correlated:
+            return level
+        floor = (
+            self.floor
+            if self.mode == "once" and self.floor is not None
+            else wavelet_sigma(stabilised)
+        )
+        return max(level, floor)
+
+    def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
+        yield from super().adapt(sample, coords)
+        if self._model is not None:
+            from ..noise.levels import wavelet_sigma
+
+            z = np.asarray(sample, dtype=np.float64)
+            self.floor = wavelet_sigma(self._stab.forward(z) if self._stab is not None else z)
+
+    def process(self, block: np.ndarray, coords: Coords) -> Processed:
+        if self._model is None:
+            return super().process(block, coords)
+        out = []
+        for plane in np.asarray(block, dtype=np.float64):
+            z = self._stab.forward(plane) if self._stab is not None else plane
+            d = self._plane_model(z, self._level(z[None]))
+            out.append(self._stab.inverse(d) if self._stab is not None else d)
+        return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
+
+    def _plane_model(self, plane: np.ndarray, sigma: float) -> np.ndarray:
+        """One plane at noise level ``sigma`` (its noise model's correlation is known)."""
+        return self._plane(plane, sigma)
+
+
+_MODEL_OPTION = {"noise": one_of("model", "blind")}
 
 
 class TV(_Classical):
@@ -104,12 +168,19 @@ class TV(_Classical):
         return denoise_tv_chambolle(plane, weight=float(weight))
 
 
-class NonLocalMeans(_Classical):
+class NonLocalMeans(_OneLevel):
     name = "nlm"
-    summary = "non-local means (h = 0.8 sigma, patch 5, search distance 6), blind sigma"
+    summary = (
+        "non-local means (h = 0.8 sigma, patch 5, search distance 6), sigma from the noise model"
+    )
     presets = {"default": Preset("h = 0.8 sigma, patch 5, distance 6, fast mode", {})}
-    defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6}
-    checks = {"h": number(0, open_lo=True), "patch_size": integer(1), "patch_distance": integer(1)}
+    defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6, "noise": "model"}
+    checks = {
+        "h": number(0, open_lo=True),
+        "patch_size": integer(1),
+        "patch_distance": integer(1),
+        **_MODEL_OPTION,
+    }
     halo = 8  # search distance + half the patch: exact
     exact_support = True
 
@@ -131,11 +202,12 @@ class NonLocalMeans(_Classical):
         )
 
 
-class Wavelet(_Classical):
+class Wavelet(_OneLevel):
     name = "wavelet"
-    summary = "wavelet shrinkage (BayesShrink, soft thresholds), blind sigma"
+    summary = "wavelet shrinkage (BayesShrink, soft thresholds), sigma from the noise model"
     presets = {"default": Preset("BayesShrink, db1, soft thresholds", {})}
-    defaults = {}
+    defaults = {"noise": "model"}
+    checks = _MODEL_OPTION
 
     def _plane(self, plane, sigma):
         from skimage.restoration import denoise_wavelet
@@ -143,11 +215,22 @@ class Wavelet(_Classical):
         return denoise_wavelet(plane, sigma=sigma, method="BayesShrink", mode="soft")
 
 
-class BM3D(_Classical):
+class BM3D(_OneLevel):
     name = "bm3d"
-    summary = "BM3D (the optional 'bm3d' package), blind sigma"
-    presets = {"default": Preset("BM3D, all stages, sigma from the wavelet estimate", {})}
-    defaults = {}
+    summary = "BM3D (the optional 'bm3d' package) with the noise model's level and power spectrum"
+    presets = {
+        "default": Preset(
+            "BM3D, all stages, the noise model's level and spectrum, stabilised where "
+            "the level follows the intensity",
+            {},
+        ),
+        "blind": Preset(
+            "BM3D at the blind wavelet estimate of white noise (the usual blind BM3D)",
+            {"noise": "blind"},
+        ),
+    }
+    defaults = {"noise": "model"}
+    checks = _MODEL_OPTION
     halo = 24
 
     def __init__(self, **kwargs):
@@ -165,3 +248,14 @@ class BM3D(_Classical):
         import bm3d
 
         return np.asarray(bm3d.bm3d(plane, sigma_psd=max(float(sigma), 1e-6)), dtype=np.float64)
+
+    def _plane_model(self, plane, sigma):
+        """BM3D for correlated noise: the model's power spectrum at level ``sigma``."""
+        if not self._model.correlated:
+            return self._plane(plane, sigma)
+        import bm3d
+
+        if not hasattr(np, "trapz"):  # bm4d 4.2.5 (bm3d's engine) still calls np.trapz on PSDs
+            np.trapz = np.trapezoid
+        psd = max(float(sigma), 1e-6) ** 2 * self._model.psd(plane.shape)
+        return np.asarray(bm3d.bm3d(plane, sigma_psd=psd), dtype=np.float64)

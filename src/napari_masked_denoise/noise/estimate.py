@@ -41,6 +41,7 @@ MAX_BINS = 8
 AFFINE_TOLERANCE = 0.15
 ANTICORRELATED = -0.04  # below this at lag 1, the estimate shows the selection's own bias
 BOOTSTRAP_STEPS = 1
+TEXTURE_RATIO = 0.8
 _HALF = [(dy, dx) for dy in range(LAG + 1) for dx in range(-LAG, LAG + 1) if dy > 0 or dx >= 0]
 
 
@@ -188,6 +189,20 @@ def _flat(planes: np.ndarray, bad, n_bins: int | None = None):
             out.append((float(mu[sel].mean()), c, int(sel.size)))
     if not out:
         raise ValueError("no flat blocks to estimate the noise from")
+    return _merge(out)
+
+
+def _merge(bins: list) -> list:
+    """Neighbouring bins whose intensities differ by less than their noise level are one
+    intensity as far as the noise can tell (equal-count bins crowd where most pixels lie,
+    e.g. a dark background): their covariances are pooled, weighted by their blocks."""
+    out = [bins[0]]
+    for mu, c, n in bins[1:]:
+        mu0, c0, n0 = out[-1]
+        if mu - mu0 < np.sqrt(max(c[0], c0[0])):
+            out[-1] = ((mu0 * n0 + mu * n) / (n0 + n), (c0 * n0 + c * n) / (n0 + n), n0 + n)
+        else:
+            out.append((mu, c, n))
     return out
 
 
@@ -210,17 +225,29 @@ def _bootstrap(rho_half: np.ndarray, shape, seed: int):
     return c[0], c / c[0] - rho_half
 
 
-def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray):
+def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray, black: float):
     """``(gain, black, read, affine)``: ``var = gain * (x - black) + read**2`` by
-    non-negative least squares, ``black`` the darkest bin."""
+    non-negative least squares, ``black`` the image's darkest level (so that the law
+    carries on below the darkest bin the blocks measured)."""
     from scipy.optimize import nnls
 
-    black = float(mus.min())
+    black = float(min(black, mus.min()))
     sw = np.sqrt(weights)
     (gain, read2), _ = nnls(np.stack([(mus - black) * sw, sw], 1), var * sw)
     fit = np.sqrt(gain * (mus - black) + read2)
     affine = bool(np.all(np.abs(fit / np.sqrt(var) - 1) <= AFFINE_TOLERANCE))
     return float(gain), black, float(math.sqrt(read2)), affine
+
+
+def _texture_factor(planes: np.ndarray, var: np.ndarray) -> float:
+    """For noise independent between pixels, the finest diagonal Haar details measure its
+    level robustly even where the flattest blocks still hold texture (weak noise): when
+    they say the level is well below the blocks' (less than :data:`TEXTURE_RATIO`), the
+    blocks' variances are scaled down to them. 1 otherwise."""
+    from .levels import haar_sigma
+
+    ratio = float(np.median([haar_sigma(p) for p in planes])) / float(np.sqrt(np.median(var)))
+    return ratio if ratio < TEXTURE_RATIO else 1.0
 
 
 def _clip_mask(planes: np.ndarray):
@@ -258,7 +285,10 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
             ratio, shift = _bootstrap(est, planes.shape[-2:], seed)
             est = observed - shift
         var, rho = var / ratio, est
-    gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float))
+    if max(rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]) <= CORRELATED:
+        var = var * _texture_factor(planes, var) ** 2
+    dark = float(np.percentile(planes[:, ::4, ::4], 0.1))
+    gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float), dark)
     lo, span = float(planes.min()), float(planes.max() - planes.min()) or 1.0
     impulses = np.mean([impulse_share(((p[None] - lo) / span).astype(np.float32)) for p in planes])
     return NoiseModel(
