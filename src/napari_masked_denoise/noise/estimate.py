@@ -41,7 +41,6 @@ MAX_BINS = 8
 AFFINE_TOLERANCE = 0.15
 ANTICORRELATED = -0.04  # below this at lag 1, the estimate shows the selection's own bias
 BOOTSTRAP_STEPS = 1
-TEXTURE_RATIO = 0.8
 _HALF = [(dy, dx) for dy in range(LAG + 1) for dx in range(-LAG, LAG + 1) if dy > 0 or dx >= 0]
 
 
@@ -239,17 +238,6 @@ def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray, black: float):
     return float(gain), black, float(math.sqrt(read2)), affine
 
 
-def _texture_factor(planes: np.ndarray, var: np.ndarray) -> float:
-    """For noise independent between pixels, the finest diagonal Haar details measure its
-    level robustly even where the flattest blocks still hold texture (weak noise): when
-    they say the level is well below the blocks' (less than :data:`TEXTURE_RATIO`), the
-    blocks' variances are scaled down to them. 1 otherwise."""
-    from .levels import haar_sigma
-
-    ratio = float(np.median([haar_sigma(p) for p in planes])) / float(np.sqrt(np.median(var)))
-    return ratio if ratio < TEXTURE_RATIO else 1.0
-
-
 def _clip_mask(planes: np.ndarray):
     """Pixels at a piled-up extreme value (clipping; ``None`` when neither end is) and
     whether each end is clipped."""
@@ -285,8 +273,6 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
             ratio, shift = _bootstrap(est, planes.shape[-2:], seed)
             est = observed - shift
         var, rho = var / ratio, est
-    if max(rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]) <= CORRELATED:
-        var = var * _texture_factor(planes, var) ** 2
     dark = float(np.percentile(planes[:, ::4, ::4], 0.1))
     gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float), dark)
     lo, span = float(planes.min()), float(planes.max() - planes.min()) or 1.0
