@@ -156,26 +156,30 @@ def test_chunked_zarr_input_read_once_per_chunk_gives_the_same_result(tmp_path, 
 def test_out_of_memory_is_retried_in_smaller_pieces_with_the_same_result(monkeypatch, planes):
     import torch
 
+    from napari_masked_denoise.methods import get_method
     from napari_masked_denoise.methods.ttt_mim import TTTMIM
 
-    vol = np.random.default_rng(5).random((planes, 96, 80)).astype(np.float32)
+    halo = get_method("ttt-mim")(preset="no-adapt", mode="once", device=torch.device("cpu")).halo
+    side = 4 * halo + 64  # a plane whose quarter tiles, with their halo, are smaller than it
+    limit = (side // 2 + halo + 8) ** 2  # a device that holds a quarter tile, not a plane
+    vol = np.random.default_rng(5).random((planes, side, side - 16)).astype(np.float32)
     kw = dict(
         method="ttt-mim", preset="no-adapt", axes="ZYX", mode="once", plane_batch=planes, options={}
     )
     ref = _run(vol, **kw)
     real, tried, ran = TTTMIM.process, [], []
 
-    def small_memory(self, block, coords):  # a device that holds at most 80 x 80 pixels
+    def small_memory(self, block, coords):
         tried.append(block.shape)
-        if block.size > 80 * 80:
+        if block.size > limit:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         ran.append(block.shape)
         return real(self, block, coords)
 
     monkeypatch.setattr(TTTMIM, "process", small_memory)
     res = _run(vol, **kw)
-    assert tried[0] == (planes, 96, 80) and (1, 96, 80) in tried  # planes split before the tile
-    assert ran and all(s[0] == 1 and s[1] * s[2] <= 80 * 80 for s in ran)
+    assert tried[0] == (planes, *vol.shape[1:]) and (1, *vol.shape[1:]) in tried  # planes first
+    assert ran and all(s[0] == 1 and s[1] * s[2] <= limit for s in ran)
     np.testing.assert_allclose(res.denoised[...], ref.denoised[...], atol=1e-5)
     np.testing.assert_allclose(res.noise_map[...], ref.noise_map[...], atol=1e-5)
 

@@ -64,6 +64,35 @@ class Processed:
         merge_reports(self.report, other)
 
 
+KEEP_SCALE = 6.0
+"""Width (pixels) of the Gaussian below which a learned method's output keeps the input's
+local means (:func:`keep_means`)."""
+KEEP_HALO = int(3 * KEEP_SCALE)
+
+
+def keep_means(noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` with the local means of ``noisy``: noise has mean zero, so what a denoiser
+    takes away at scales above :data:`KEEP_SCALE` pixels is signal (an intensity shift,
+    a shading), and is put back. Needs :data:`KEEP_HALO` more pixels of halo."""
+    from scipy.ndimage import gaussian_filter
+
+    diff = np.asarray(noisy, np.float32) - np.asarray(out, np.float32)
+    return (out + gaussian_filter(diff, (0, KEEP_SCALE, KEEP_SCALE), mode="reflect")).astype(
+        np.float32
+    )
+
+
+def weak_noise_blend(noisy: np.ndarray, out: np.ndarray, noise, design_sigma: float) -> np.ndarray:
+    """``out`` drawn back towards ``noisy`` where the noise is weaker than the level
+    ``design_sigma`` a fixed network removes: weight ``(sigma / design_sigma)**2`` on the
+    network's change at each pixel (``sigma`` from the noise model at its value), so a
+    clean or nearly clean image comes back nearly unchanged. Without a model: ``out``."""
+    if noise is None or not design_sigma > 0:
+        return out
+    w = np.clip((noise.sigma(np.asarray(noisy, np.float64)) / design_sigma) ** 2, 0.0, 1.0)
+    return (noisy + w * (out - noisy)).astype(np.float32)
+
+
 def merge_reports(into: dict[str, list], other: dict[str, list]) -> dict[str, list]:
     """Append each list of ``other`` to the same key's list of ``into``; return ``into``."""
     for key, values in other.items():

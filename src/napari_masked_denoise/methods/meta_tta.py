@@ -28,10 +28,14 @@ from ..core.masks import Coords
 from ..nets import receptive_radius
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
-from .base import Method, Preset, Processed
+from .base import KEEP_HALO, Method, Preset, Processed, keep_means, weak_noise_blend
 from .options import integer, number, one_of
 
 __all__ = ["MetaTTA"]
+
+DESIGN_SIGMA = 20 / 255
+"""The noise level below which meta-TTA's network, as it is, removes more than the noise (its
+stage-1 Gaussian training range is 5 to 50 / 255), for :func:`~.base.weak_noise_blend`."""
 
 
 class MetaTTA(Method):
@@ -76,7 +80,7 @@ class MetaTTA(Method):
         o = self.options
         self._build_net(MetaNet, kwargs)
         self.net.eval()
-        self.halo = receptive_radius("meta", self.widths)
+        self.halo = receptive_radius("meta", self.widths) + KEEP_HALO
         self.align = self.net.align
         self.inner_weight = float(self.weights_info.get("inner_weight", 10.0))
         self.adapted = None  # adapted head parameters (``once`` mode)
@@ -132,7 +136,8 @@ class MetaTTA(Method):
         with torch.no_grad():
             y = self.net.heads(feats, x, params, aux=False)[0]
         extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()} if self.extras else {}
-        return Processed(y[:, 0, :h, :w].float().cpu().numpy(), extras)
+        out = keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
+        return Processed(weak_noise_blend(block, out, self.noise, DESIGN_SIGMA), extras)
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes({"adapted": self.adapted or {}})

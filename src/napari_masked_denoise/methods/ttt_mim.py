@@ -34,7 +34,7 @@ from ..core.masks import Coords, patch_mask
 from ..nets import receptive_radius
 from ..nets.mim import MIMNet
 from ._optim import Adam
-from .base import Method, Preset, Processed
+from .base import KEEP_HALO, Method, Preset, Processed, keep_means, weak_noise_blend
 from .options import integer, number
 
 __all__ = ["TTTMIM"]
@@ -99,7 +99,7 @@ class TTTMIM(Method):
         super().__init__(**kwargs)
         self._build_net(MIMNet, kwargs)
         self.align = self.net.align
-        self.halo = receptive_radius("mim", self.widths)
+        self.halo = receptive_radius("mim", self.widths) + KEEP_HALO
         self.scale = 1.0
         self.train_sigma = float(np.sqrt(float(self.weights_info.get("noise_var", 0.005))))
 
@@ -166,8 +166,9 @@ class TTTMIM(Method):
         self.net.eval()
         with torch.inference_mode():
             y = self.net.denoise(x)
-        y = y[:, 0, :h, :w].float().cpu().numpy()
-        return Processed(((y - 0.5) / self.scale + 0.5).astype(np.float32))
+        y = ((y[:, 0, :h, :w].float().cpu().numpy() - 0.5) / self.scale + 0.5).astype(np.float32)
+        y = keep_means(block, y)
+        return Processed(weak_noise_blend(block, y, self.noise, self.train_sigma))
 
     def state_bytes(self) -> bytes:
         return self._torch_bytes({"net": self.net.state_dict(), "scale": torch.tensor(self.scale)})
