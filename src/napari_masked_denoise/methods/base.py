@@ -82,15 +82,42 @@ def keep_means(noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
     )
 
 
-def weak_noise_blend(noisy: np.ndarray, out: np.ndarray, noise, design_sigma: float) -> np.ndarray:
-    """``out`` drawn back towards ``noisy`` where the noise is weaker than the level
-    ``design_sigma`` a fixed network removes: weight ``(sigma / design_sigma)**2`` on the
-    network's change at each pixel (``sigma`` from the noise model at its value), so a
-    clean or nearly clean image comes back nearly unchanged. Without a model: ``out``."""
-    if noise is None or not design_sigma > 0:
-        return out
-    w = np.clip((noise.sigma(np.asarray(noisy, np.float64)) / design_sigma) ** 2, 0.0, 1.0)
-    return (noisy + w * (out - noisy)).astype(np.float32)
+def blend_weight(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
+    """How much of a fixed network's change to keep: the ``w`` in ``noisy + w (out -
+    noisy)`` that minimises Stein's unbiased risk estimate generalised to the noise model
+    (Eldar 2009): ``w = (trace(C) - E[b' J b]) / ||out - noisy||**2``, clipped to [0, 1],
+    with ``C`` the noise covariance and ``J`` the network's Jacobian, ``E[b' J b]`` from one
+    more pass of ``forward`` on the input plus a small probe ``b`` drawn from the model
+    (its level at every pixel and its correlation).
+
+    It keeps the whole output where what the network removes is noise, and little of it
+    where the network removes detail the noise does not explain (a clean or nearly clean
+    image). 1 without a model.
+    """
+    if noise is None:
+        return 1.0
+    y = np.asarray(noisy, np.float64)
+    var = noise.sigma(y) ** 2
+    probe = noise.sample(y.shape, np.random.default_rng(seed), signal=y).astype(np.float64)
+    eps = 1e-2
+    div = (
+        float(
+            np.sum(
+                probe
+                * (np.asarray(forward((y + eps * probe).astype(np.float32)), np.float64) - out)
+            )
+        )
+        / eps
+    )
+    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
+    if not change > 0:
+        return 1.0
+    return float(np.clip((float(var.sum()) - div) / change, 0.0, 1.0))
+
+
+def blend(noisy: np.ndarray, out: np.ndarray, w: float) -> np.ndarray:
+    """``noisy + w (out - noisy)``, float32."""
+    return (noisy + w * (np.asarray(out, np.float32) - noisy)).astype(np.float32)
 
 
 def merge_reports(into: dict[str, list], other: dict[str, list]) -> dict[str, list]:

@@ -28,14 +28,10 @@ from ..core.masks import Coords
 from ..nets import receptive_radius
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
-from .base import KEEP_HALO, Method, Preset, Processed, keep_means, weak_noise_blend
+from .base import KEEP_HALO, Method, Preset, Processed, blend, blend_weight, keep_means
 from .options import integer, number, one_of
 
 __all__ = ["MetaTTA"]
-
-DESIGN_SIGMA = 20 / 255
-"""The noise level below which meta-TTA's network, as it is, removes more than the noise (its
-stage-1 Gaussian training range is 5 to 50 / 255), for :func:`~.base.weak_noise_blend`."""
 
 
 class MetaTTA(Method):
@@ -84,6 +80,7 @@ class MetaTTA(Method):
         self.align = self.net.align
         self.inner_weight = float(self.weights_info.get("inner_weight", 10.0))
         self.adapted = None  # adapted head parameters (``once`` mode)
+        self.weight: float | None = None  # once mode: the share of the change kept (blend_weight)
         self.extras = ("loss_mask",) if o["mask_layer"] else ()
 
     # -- adaptation -----------------------------------------------------------------
@@ -123,11 +120,15 @@ class MetaTTA(Method):
     # -- the interface ---------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords):
         steps = int(self.options["steps"])
-        if steps == 0:
-            return
-        x, _, feats, mask = self._prepare(sample, True)
-        self.adapted = self._adapt(x, feats, mask)
-        yield steps, steps
+        if steps > 0:
+            x, _, feats, mask = self._prepare(sample, True)
+            self.adapted = self._adapt(x, feats, mask)
+            yield steps, steps
+
+        def forward(b):
+            return self._forward(b, self.adapted)
+
+        self.weight = blend_weight(forward, sample, forward(sample), self.noise, self.seed)
 
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
         adapting = self.mode == "per-tile" and int(self.options["steps"]) > 0
@@ -137,11 +138,25 @@ class MetaTTA(Method):
             y = self.net.heads(feats, x, params, aux=False)[0]
         extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()} if self.extras else {}
         out = keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
-        return Processed(weak_noise_blend(block, out, self.noise, DESIGN_SIGMA), extras)
+        w = self.weight if self.mode == "once" and self.weight is not None else None
+        if w is None:
+            w = blend_weight(lambda b: self._forward(b, params), block, out, self.noise, self.seed)
+        return Processed(blend(block, out, w), extras)
+
+    def _forward(self, block: np.ndarray, params) -> np.ndarray:
+        """The network with head parameters ``params`` on ``block``, local means kept."""
+        x, (h, w), feats, _ = self._prepare(block, False)
+        with torch.no_grad():
+            y = self.net.heads(feats, x, params, aux=False)[0]
+        return keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
 
     def state_bytes(self) -> bytes:
-        return self._torch_bytes({"adapted": self.adapted or {}})
+        weight = torch.tensor(-1.0 if self.weight is None else self.weight)
+        return self._torch_bytes({"adapted": self.adapted or {}, "weight": weight})
 
     def load_state_bytes(self, data: bytes) -> None:
-        state = self._torch_state(data)["adapted"]
+        full = self._torch_state(data)
+        state = full["adapted"]
         self.adapted = {k: v.to(self.device) for k, v in state.items()} or None
+        w = float(full.get("weight", -1.0))
+        self.weight = None if w < 0 else w

@@ -34,7 +34,7 @@ from ..core.masks import Coords, patch_mask
 from ..nets import receptive_radius
 from ..nets.mim import MIMNet
 from ._optim import Adam
-from .base import KEEP_HALO, Method, Preset, Processed, keep_means, weak_noise_blend
+from .base import KEEP_HALO, Method, Preset, Processed, blend, blend_weight, keep_means
 from .options import integer, number
 
 __all__ = ["TTTMIM"]
@@ -101,6 +101,7 @@ class TTTMIM(Method):
         self.align = self.net.align
         self.halo = receptive_radius("mim", self.widths) + KEEP_HALO
         self.scale = 1.0
+        self.weight: float | None = None  # once mode: the share of the change kept (blend_weight)
         self.train_sigma = float(np.sqrt(float(self.weights_info.get("noise_var", 0.005))))
 
     # -- helpers ------------------------------------------------------------------
@@ -154,6 +155,9 @@ class TTTMIM(Method):
             self.scale = self._estimate_scale(sample)
         x, _ = self._tensor(self._scaled(sample, self.scale))
         yield from self._train(x, coords)
+        self.weight = blend_weight(
+            self._forward, sample, self._forward(sample), self.noise, self.seed
+        )
 
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
         if self.mode == "per-tile" and self.options["normalise_noise"]:
@@ -163,17 +167,30 @@ class TTTMIM(Method):
             self.net.load_state_dict(self._init_state)
             for _ in self._train(x, coords):
                 pass
+        y = self._forward(block)
+        w = self.weight if self.mode == "once" and self.weight is not None else None
+        if w is None:
+            w = blend_weight(self._forward, block, y, self.noise, self.seed)
+        return Processed(blend(block, y, w))
+
+    def _forward(self, block: np.ndarray) -> np.ndarray:
+        """The network as it is now on ``block``, with the input's local means."""
+        x, (h, w) = self._tensor(self._scaled(block, self.scale))
         self.net.eval()
         with torch.inference_mode():
             y = self.net.denoise(x)
         y = ((y[:, 0, :h, :w].float().cpu().numpy() - 0.5) / self.scale + 0.5).astype(np.float32)
-        y = keep_means(block, y)
-        return Processed(weak_noise_blend(block, y, self.noise, self.train_sigma))
+        return keep_means(block, y)
 
     def state_bytes(self) -> bytes:
-        return self._torch_bytes({"net": self.net.state_dict(), "scale": torch.tensor(self.scale)})
+        weight = torch.tensor(-1.0 if self.weight is None else self.weight)
+        return self._torch_bytes(
+            {"net": self.net.state_dict(), "scale": torch.tensor(self.scale), "weight": weight}
+        )
 
     def load_state_bytes(self, data: bytes) -> None:
         state = self._torch_state(data)
         self.net.load_state_dict(state["net"])
         self.scale = float(state["scale"])
+        w = float(state.get("weight", -1.0))
+        self.weight = None if w < 0 else w
