@@ -38,7 +38,9 @@ def _blocks(a):
 @pytest.mark.parametrize("method", ["identity", "wavelet", "meta-tta", "ttt-mim"])
 def test_default_preset_keeps_intensities_and_clean_images(method):
     for case, (clean, noisy) in _battery().items():
-        out = denoise(noisy.astype(np.float32), method=method, axes="YX").denoised.astype(np.float64)
+        out = denoise(noisy.astype(np.float32), method=method, axes="YX").denoised.astype(
+            np.float64
+        )
         span = clean.max() - clean.min()
         assert abs(out.mean() - clean.mean()) <= 0.005 * span, (method, case, "mean")
         assert np.sqrt(np.mean((_blocks(out) - _blocks(clean)) ** 2)) <= 0.01 * span, (method, case)
