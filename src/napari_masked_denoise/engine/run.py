@@ -150,19 +150,7 @@ def denoise_iter(
         seconds=0.0,
         complete=False,
         path=store.path,
-        info={
-            "device": str(device),
-            "tiles": plan.n_jobs,
-            "plane_batch": plan.blocks[0][1].stop - plan.blocks[0][1].start,
-            "halo": halo_of(meth),
-            "tiling": "exact" if plan.exact else "blended",
-            "extras": tuple(meth.extras),
-            "intensity_range": (lo, hi),
-            "precision": s.precision,
-            "compiled": bool(s.compile),
-            "cluster": None if scheduler is None else describe_scheduler(scheduler),
-            "noise_model": None if noise is None else noise.to_dict(),
-        },
+        info=_info(s, plan, meth, device, (lo, hi), scheduler, noise),
     )
     done = store.done()
     todo = [j for j in range(plan.n_jobs) if not done[j]]
@@ -180,6 +168,23 @@ def denoise_iter(
 
 
 # --------------------------------------------------------------------------- the steps
+def _info(s: RunSettings, plan: Plan, meth, device, norm, scheduler, noise) -> dict:
+    """How the run goes, for :attr:`StoreResult.info`."""
+    return {
+        "device": str(device),
+        "tiles": plan.n_jobs,
+        "plane_batch": plan.blocks[0][1].stop - plan.blocks[0][1].start,
+        "halo": halo_of(meth),
+        "tiling": "exact" if plan.exact else "blended",
+        "extras": tuple(meth.extras),
+        "intensity_range": norm,
+        "precision": s.precision,
+        "compiled": bool(s.compile),
+        "cluster": None if scheduler is None else describe_scheduler(scheduler),
+        "noise_model": None if noise is None else noise.to_dict(),
+    }
+
+
 def _check(s: RunSettings, output, scheduler) -> None:
     """What the settings can only be checked against with the image's axes known."""
     if s.scale is not None and len(s.scale) != len(s.axes):

@@ -64,62 +64,6 @@ class Processed:
         merge_reports(self.report, other)
 
 
-KEEP_SCALE = 6.0
-"""Width (pixels) of the Gaussian below which a learned method's output keeps the input's
-local means (:func:`keep_means`)."""
-KEEP_HALO = int(3 * KEEP_SCALE)
-
-
-def keep_means(noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` with the local means of ``noisy``: noise has mean zero, so what a denoiser
-    takes away at scales above :data:`KEEP_SCALE` pixels is signal (an intensity shift,
-    a shading), and is put back. Needs :data:`KEEP_HALO` more pixels of halo."""
-    from scipy.ndimage import gaussian_filter
-
-    diff = np.asarray(noisy, np.float32) - np.asarray(out, np.float32)
-    return (out + gaussian_filter(diff, (0, KEEP_SCALE, KEEP_SCALE), mode="reflect")).astype(
-        np.float32
-    )
-
-
-def blend_weight(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
-    """How much of a fixed network's change to keep: the ``w`` in ``noisy + w (out -
-    noisy)`` that minimises Stein's unbiased risk estimate generalised to the noise model
-    (Eldar 2009): ``w = (trace(C) - E[b' J b]) / ||out - noisy||**2``, clipped to [0, 1],
-    with ``C`` the noise covariance and ``J`` the network's Jacobian, ``E[b' J b]`` from one
-    more pass of ``forward`` on the input plus a small probe ``b`` drawn from the model
-    (its level at every pixel and its correlation).
-
-    It keeps the whole output where what the network removes is noise, and little of it
-    where the network removes detail the noise does not explain (a clean or nearly clean
-    image). 1 without a model.
-    """
-    if noise is None:
-        return 1.0
-    y = np.asarray(noisy, np.float64)
-    var = noise.sigma(y) ** 2
-    probe = noise.sample(y.shape, np.random.default_rng(seed), signal=y).astype(np.float64)
-    eps = 1e-2
-    div = (
-        float(
-            np.sum(
-                probe
-                * (np.asarray(forward((y + eps * probe).astype(np.float32)), np.float64) - out)
-            )
-        )
-        / eps
-    )
-    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
-    if not change > 0:
-        return 1.0
-    return float(np.clip((float(var.sum()) - div) / change, 0.0, 1.0))
-
-
-def blend(noisy: np.ndarray, out: np.ndarray, w: float) -> np.ndarray:
-    """``noisy + w (out - noisy)``, float32."""
-    return (noisy + w * (np.asarray(out, np.float32) - noisy)).astype(np.float32)
-
-
 def merge_reports(into: dict[str, list], other: dict[str, list]) -> dict[str, list]:
     """Append each list of ``other`` to the same key's list of ``into``; return ``into``."""
     for key, values in other.items():

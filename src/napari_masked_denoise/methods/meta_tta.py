@@ -28,7 +28,8 @@ from ..core.masks import Coords
 from ..nets import receptive_radius
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
-from .base import KEEP_HALO, Method, Preset, Processed, blend, blend_weight, keep_means
+from .base import Method, Preset, Processed
+from .fidelity import KEEP_HALO, blend, blend_weight, keep_means
 from .options import integer, number, one_of
 
 __all__ = ["MetaTTA"]

@@ -34,7 +34,8 @@ from ..core.masks import Coords, patch_mask
 from ..nets import receptive_radius
 from ..nets.mim import MIMNet
 from ._optim import Adam
-from .base import KEEP_HALO, Method, Preset, Processed, blend, blend_weight, keep_means
+from .base import Method, Preset, Processed
+from .fidelity import KEEP_HALO, blend, blend_weight, keep_means
 from .options import integer, number
 
 __all__ = ["TTTMIM"]
