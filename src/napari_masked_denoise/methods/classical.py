@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.masks import Coords
 from .base import Method, Preset, Processed
+from .fidelity import blend, blend_weight
 from .options import Check, integer, number, one_of
 
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
@@ -38,9 +39,15 @@ class _Classical(Method):
     align = 1
     default_tile = 512
 
+    keeps_change = False
+    """Whether the output keeps only the share of the change that Stein's risk estimate
+    under the noise model picks (:func:`~.fidelity.blend_weight`): TV and non-local means,
+    which otherwise remove detail from clean or weakly noisy images."""
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.param: float | None = None
+        self.weight: float | None = None  # once mode: the share of the change kept
 
     def _fit(self, block: np.ndarray, coords: Coords) -> float:
         """The parameter for this data (noise sigma by default)."""
@@ -53,23 +60,45 @@ class _Classical(Method):
 
     def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
         self.param = self._fit(sample, coords)
+        self._fit_more(sample)
+        if self.keeps_change and self.noise is not None:
+            out = self._run(sample, coords)
+            self.weight = blend_weight(
+                lambda b: self._run(b, coords), sample, out, self.noise, self.seed
+            )
         yield 1, 1
 
+    def _fit_more(self, sample: np.ndarray) -> None:
+        """What else ``once`` mode fixes on the sample (nothing here)."""
+
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
+        out = self._run(block, coords)
+        if self.keeps_change and self.noise is not None:
+            w = self.weight if self.mode == "once" and self.weight is not None else None
+            if w is None:
+                w = blend_weight(lambda b: self._run(b, coords), block, out, self.noise, self.seed)
+            out = blend(block, out, w)
+        return Processed(out)
+
+    def _run(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+        """The denoised block, float32."""
         param = (
             self.param
             if self.mode == "once" and self.param is not None
             else self._fit(block, coords)
         )
         out = [self._plane(np.asarray(p, dtype=np.float64), param) for p in block]
-        return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
+        return np.asarray(out, dtype=np.float32).reshape(block.shape)
 
     def state_bytes(self) -> bytes:
-        return json.dumps({"param": self.param, "floor": getattr(self, "floor", None)}).encode()
+        return json.dumps(
+            {"param": self.param, "floor": getattr(self, "floor", None), "weight": self.weight}
+        ).encode()
 
     def load_state_bytes(self, data: bytes) -> None:
         state = json.loads(data.decode()) if data else {}
         self.param = state.get("param")
+        self.weight = state.get("weight")
         if "floor" in state:
             self.floor = state["floor"]
 
@@ -106,23 +135,22 @@ class _OneLevel(_Classical):
         )
         return max(level, floor)
 
-    def adapt(self, sample: np.ndarray, coords: Coords) -> Iterator[tuple[int, int]]:
-        yield from super().adapt(sample, coords)
+    def _fit_more(self, sample: np.ndarray) -> None:
         if self._model is not None:
             from ..noise.levels import wavelet_sigma
 
             z = np.asarray(sample, dtype=np.float64)
             self.floor = wavelet_sigma(self._stab.forward(z) if self._stab is not None else z)
 
-    def process(self, block: np.ndarray, coords: Coords) -> Processed:
+    def _run(self, block: np.ndarray, coords: Coords) -> np.ndarray:
         if self._model is None:
-            return super().process(block, coords)
+            return super()._run(block, coords)
         out = []
         for plane in np.asarray(block, dtype=np.float64):
             z = self._stab.forward(plane) if self._stab is not None else plane
             d = self._plane_model(z, self._level(z[None]))
             out.append(self._stab.inverse(d) if self._stab is not None else d)
-        return Processed(np.asarray(out, dtype=np.float32).reshape(block.shape))
+        return np.asarray(out, dtype=np.float32).reshape(block.shape)
 
     def _plane_model(self, plane: np.ndarray, sigma: float) -> np.ndarray:
         """One plane at noise level ``sigma`` (its noise model's correlation is known)."""
@@ -141,6 +169,7 @@ class TV(_Classical):
         ),
         "fixed": Preset("weight 0.1 (a strong simple peer on fluorescence)", {"weight": 0.1}),
     }
+    keeps_change = True
     defaults = {"weight": "calibrated"}
     checks = {
         "weight": Check(
@@ -174,6 +203,7 @@ class NonLocalMeans(_OneLevel):
         "non-local means (h = 0.8 sigma, patch 5, search distance 6), sigma from the noise model"
     )
     presets = {"default": Preset("h = 0.8 sigma, patch 5, distance 6, fast mode", {})}
+    keeps_change = True
     defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6, "noise": "model"}
     checks = {
         "h": number(0, open_lo=True),
