@@ -169,8 +169,12 @@ def status_text(res, preview: bool = False) -> str:
     Returns
     -------
     str
-        ``"done: <choice>sigma S, T s"`` or ``"preview: sigma S, T s"``.
+        ``"done: <choice>sigma S, T s; <noise model>"`` or ``"preview: ..."``.
     """
+    noise = "".join(
+        f"; {line[9:].removesuffix(' (input units)')}"
+        for line in noise_lines(res.info.get("noise_model"))
+    )
     if preview:
-        return f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s"
-    return f"done: {choice_text(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s"
+        return f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
+    return f"done: {choice_text(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"

@@ -421,3 +421,20 @@ def test_a_layer_the_engine_cannot_take_does_not_break_the_widget(make_napari_vi
     widget.method_combo.value = "tv"
     widget.run()
     assert "error" in widget.status.value and not widget.busy
+
+
+def test_the_noise_model_is_shown_after_a_run(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((64, 64)), name="img")
+    widget.set_layer("img")
+    widget.method_combo.value = "wavelet"
+    widget.options = {}  # the fixture's are zero-shot's
+    assert widget.noise_plot.isHidden()
+    widget.run()
+    _wait_idle(qtbot, widget)
+    model = widget.last_result.info["noise_model"]
+    assert model and widget.noise_plot.model is not None and not widget.noise_plot.isHidden()
+    x, s = widget.noise_plot.curve()
+    assert len(x) == len(s) and np.all(s > 0)
+    assert "between pixels" in widget.status.value  # the model's one line
+    widget.noise_plot.grab()  # paints without error

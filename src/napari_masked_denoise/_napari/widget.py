@@ -35,6 +35,7 @@ from .layers import (
     layer_scale,
     show_preview_layer,
 )
+from .noise_plot import NoisePlot
 from .temp_stores import new_temp_store, remove_temp, watch_temp
 
 if TYPE_CHECKING:
@@ -152,9 +153,11 @@ class DenoiseWidget(QWidget):
             ]
         )
         self.status.native.setWordWrap(True)
+        self.noise_plot = NoisePlot()
         layout = QVBoxLayout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._container.native)
+        layout.addWidget(self.noise_plot)
         layout.addStretch(1)
         self.setLayout(layout)
 
@@ -405,8 +408,10 @@ class DenoiseWidget(QWidget):
             watch_temp(self.viewer, self._temp_folder)
         add_result_layers(self.viewer, layer, res)
         self.status.value = status_text(res)
+        self.noise_plot.set_model(res.info.get("noise_model"))
 
     def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
         self.last_result = res
         show_preview_layer(self.viewer, layer, index, res)
         self.status.value = status_text(res, preview=True)
+        self.noise_plot.set_model(res.info.get("noise_model"))
