@@ -126,13 +126,19 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
     ]
 
 
-def noise_lines(model: dict | None) -> list[str]:
-    """The noise model's one line for the CLI summary (none when it was not estimated)."""
+def noise_line(model: dict | None) -> str | None:
+    """The noise model's one line (``None`` when it was not estimated)."""
     if not model:
-        return []
+        return None
     from .noise.model import NoiseModel
 
-    return [f"noise    {NoiseModel.from_dict(model).describe()} (input units)"]
+    return NoiseModel.from_dict(model).describe()
+
+
+def noise_lines(model: dict | None) -> list[str]:
+    """The noise model's line for the CLI summary (none when it was not estimated)."""
+    line = noise_line(model)
+    return [] if line is None else [f"noise    {line} (input units)"]
 
 
 def choice_text(res) -> str:
@@ -171,10 +177,8 @@ def status_text(res, preview: bool = False) -> str:
     str
         ``"done: <choice>sigma S, T s; <noise model>"`` or ``"preview: ..."``.
     """
-    noise = "".join(
-        f"; {line[9:].removesuffix(' (input units)')}"
-        for line in noise_lines(res.info.get("noise_model"))
-    )
+    line = noise_line(res.info.get("noise_model"))
+    noise = "" if line is None else f"; {line}"
     if preview:
         return f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
     return f"done: {choice_text(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"

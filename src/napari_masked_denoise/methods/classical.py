@@ -72,21 +72,28 @@ class _Classical(Method):
         """What else ``once`` mode fixes on the sample (nothing here)."""
 
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
-        out = self._run(block, coords)
+        param = self._param(block, coords)
+        out = self._run(block, coords, param)
         if self.keeps_change and self.noise is not None:
             w = self.weight if self.mode == "once" and self.weight is not None else None
-            if w is None:
-                w = blend_weight(lambda b: self._run(b, coords), block, out, self.noise, self.seed)
+            if w is None:  # the parameter is piecewise constant in the input: the probe keeps it
+                w = blend_weight(
+                    lambda b: self._run(b, coords, param), block, out, self.noise, self.seed
+                )
             out = blend(block, out, w)
         return Processed(out)
 
-    def _run(self, block: np.ndarray, coords: Coords) -> np.ndarray:
-        """The denoised block, float32."""
-        param = (
+    def _param(self, block: np.ndarray, coords: Coords):
+        """The parameter for ``block``: fixed on the sample in ``once`` mode, else fitted."""
+        return (
             self.param
             if self.mode == "once" and self.param is not None
             else self._fit(block, coords)
         )
+
+    def _run(self, block: np.ndarray, coords: Coords, param=None) -> np.ndarray:
+        """The denoised block at ``param`` (default: :meth:`_param`), float32."""
+        param = self._param(block, coords) if param is None else param
         out = [self._plane(np.asarray(p, dtype=np.float64), param) for p in block]
         return np.asarray(out, dtype=np.float32).reshape(block.shape)
 
@@ -142,9 +149,13 @@ class _OneLevel(_Classical):
             z = np.asarray(sample, dtype=np.float64)
             self.floor = wavelet_sigma(self._stab.forward(z) if self._stab is not None else z)
 
-    def _run(self, block: np.ndarray, coords: Coords) -> np.ndarray:
+    def _param(self, block: np.ndarray, coords: Coords):
+        # with the model the level comes from it (:meth:`_level`): no blind fit per block
+        return super()._param(block, coords) if self._model is None else None
+
+    def _run(self, block: np.ndarray, coords: Coords, param=None) -> np.ndarray:
         if self._model is None:
-            return super()._run(block, coords)
+            return super()._run(block, coords, param)
         out = []
         for plane in np.asarray(block, dtype=np.float64):
             z = self._stab.forward(plane) if self._stab is not None else plane

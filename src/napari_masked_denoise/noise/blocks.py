@@ -25,7 +25,6 @@ MAX_BINS = 8
 CHUNK = 256  # blocks handled at once: bounds the memory of the estimate
 HALF = [(dy, dx) for dy in range(LAG + 1) for dx in range(-LAG, LAG + 1) if dy > 0 or dx >= 0]
 """The lags of the half plane (the autocovariance is symmetric)."""
-_HALF = HALF
 
 
 def _pairs(b: int, dy: int, dx: int):
@@ -45,10 +44,10 @@ def _design(b: int):
     q = np.eye(b * b) - proj
     idx = np.arange(b * b).reshape(b, b)
     pairs = []
-    for dy, dx in _HALF:
+    for dy, dx in HALF:
         ys, xs, yt, xt = _pairs(b, dy, dx)
         pairs.append((idx[ys, xs].ravel(), idx[yt, xt].ravel()))
-    m = np.zeros((len(_HALF), len(_HALF)))
+    m = np.zeros((len(HALF), len(HALF)))
     for k, (a, c) in enumerate(pairs):
         cov = np.zeros((b * b, b * b))
         cov[a, c] = cov[c, a] = 1.0
@@ -103,9 +102,9 @@ def index_blocks(plane: np.ndarray, bad: np.ndarray | None):
 
 
 def _covs(plane: np.ndarray, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
-    """The lag covariances (:data:`_HALF`) of the detrended blocks at ``(oy, ox)``."""
-    out = np.empty((oy.size, len(_HALF)))
-    pairs = [_pairs(BLOCK, dy, dx) for dy, dx in _HALF]
+    """The lag covariances (:data:`HALF`) of the detrended blocks at ``(oy, ox)``."""
+    out = np.empty((oy.size, len(HALF)))
+    pairs = [_pairs(BLOCK, dy, dx) for dy, dx in HALF]
     for i in range(0, oy.size, CHUNK):
         r = detrend(gather(plane, oy[i : i + CHUNK], ox[i : i + CHUNK]))
         out[i : i + CHUNK] = np.stack(

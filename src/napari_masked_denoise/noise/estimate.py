@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -41,7 +42,6 @@ __all__ = ["estimate_noise"]
 
 AFFINE_TOLERANCE = 0.15
 ANTICORRELATED = -0.04  # below this at lag 1, the estimate shows the selection's own bias
-BOOTSTRAP_STEPS = 1
 
 
 # --------------------------------------------------------------------------- estimation
@@ -108,11 +108,8 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
     rho = np.median(c / var[:, None], axis=0)
     lag1 = rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]
     if max(lag1) > CORRELATED or min(lag1) < ANTICORRELATED:
-        observed, est, ratio = rho, rho, 1.0
-        for _ in range(BOOTSTRAP_STEPS):  # the correlation whose biased estimate is the observed
-            ratio, shift = _bootstrap(est, planes.shape[-2:], seed)
-            est = observed - shift
-        var, rho = var / ratio, est
+        ratio, shift = _bootstrap(rho, planes.shape[-2:], seed)
+        var, rho = var / ratio, rho - shift
     dark = float(np.percentile(planes[:, ::4, ::4], 0.1))
     gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float), dark)
     lo, span = float(planes.min()), float(planes.max() - planes.min()) or 1.0
@@ -271,10 +268,10 @@ def estimate_noise(
             if stack is None
             else _drift(image, axes, stack, {**base, **{a: 0 for a in others}}, crop)
         )
-        models.append(NoiseModel(**{**m.__dict__, "drift": drift}))
+        models.append(replace(m, drift=drift))
     if len(models) == 1:
         return models[0]
     pooled = models[
         int(np.argsort([m.level for m in models])[len(models) // 2])
     ]  # the median channel
-    return NoiseModel(**{**pooled.__dict__, "channels": tuple(models)})
+    return replace(pooled, channels=tuple(models))

@@ -9,7 +9,7 @@ draws noise like it (:meth:`NoiseModel.sample`) and describes itself in one line
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -177,18 +177,13 @@ class NoiseModel:
     def scaled(self, lo: float, span: float) -> NoiseModel:
         """The same noise in units where ``lo`` is 0 and ``lo + span`` is 1."""
         s = float(span)
-        return NoiseModel(
+        return replace(
+            self,
             intensities=tuple((v - lo) / s for v in self.intensities),
             sigmas=tuple(v / s for v in self.sigmas),
             gain=self.gain / s,
             black=(self.black - lo) / s,
             read=self.read / s,
-            affine=self.affine,
-            kernel=self.kernel,
-            kernel_z=self.kernel_z,
-            impulse_share=self.impulse_share,
-            drift=self.drift,
-            clipped=self.clipped,
             channels=tuple(c.scaled(lo, span) for c in self.channels),
         )
 
