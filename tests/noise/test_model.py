@@ -39,6 +39,17 @@ def test_poisson_gaussian_level_follows_the_intensity():
     assert m.sigma(0.8) > 1.6 * m.sigma(0.2)  # shot noise: the level grows with the signal
 
 
+def test_texture_at_one_intensity_is_not_taken_for_noise():
+    # weak noise (2/255) on a flat-step scene whose one mid-grey band is a fine texture
+    # (a grating of 4 times the noise): its blocks say nothing of the noise there
+    x = np.repeat(np.linspace(0.1, 0.9, 8), 64)[None].repeat(256, 0)
+    band = np.arange(512)[None] // 64 == 3
+    x = x + band * 0.03 * np.sin(np.arange(512) * 1.3)[None]
+    y = x + np.random.default_rng(4).normal(0, 2 / 255, x.shape)
+    m = estimate_noise(y)
+    np.testing.assert_allclose(m.sigma(np.linspace(0.1, 0.9, 8)), 2 / 255, rtol=0.2)
+
+
 def test_box_correlated_noise_is_seen_as_correlated():
     from scipy.ndimage import uniform_filter
 

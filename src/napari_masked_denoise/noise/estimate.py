@@ -41,6 +41,7 @@ from .model import CORRELATED, LAG, NoiseModel
 __all__ = ["estimate_noise"]
 
 AFFINE_TOLERANCE = 0.15
+TEXTURE = 0.3  # a bin this much above the others' law (in sigma) is texture, not noise
 ANTICORRELATED = -0.04  # below this at lag 1, the estimate shows the selection's own bias
 
 
@@ -65,17 +66,34 @@ def _bootstrap(rho_half: np.ndarray, shape, seed: int):
 
 
 def _fit(mus: np.ndarray, var: np.ndarray, weights: np.ndarray, black: float):
-    """``(gain, black, read, affine)``: ``var = gain * (x - black) + read**2`` by
+    """``(gain, black, read, affine, kept)``: ``var = gain * (x - black) + read**2`` by
     non-negative least squares, ``black`` the image's darkest level (so that the law
-    carries on below the darkest bin the blocks measured)."""
+    carries on below the darkest bin the blocks measured); ``kept`` marks the bins the law
+    rests on. Texture only adds variance, so a bin far above the law of the others (more
+    than :data:`TEXTURE` in sigma) is taken for texture and left out, one at a time while
+    more than half the bins remain."""
     from scipy.optimize import nnls
 
     black = float(min(black, mus.min()))
-    sw = np.sqrt(weights)
-    (gain, read2), _ = nnls(np.stack([(mus - black) * sw, sw], 1), var * sw)
-    fit = np.sqrt(gain * (mus - black) + read2)
-    affine = bool(np.all(np.abs(fit / np.sqrt(var) - 1) <= AFFINE_TOLERANCE))
-    return float(gain), black, float(math.sqrt(read2)), affine
+
+    def law(use):
+        sw = np.sqrt(weights[use])
+        (g, r2), _ = nnls(np.stack([(mus[use] - black) * sw, sw], 1), var[use] * sw)
+        return g, r2, np.sqrt(var / np.maximum(g * (mus - black) + r2, 1e-30))
+
+    kept = np.ones(mus.size, bool)
+    while kept.sum() > 3 and 2 * (kept.sum() - 1) >= mus.size:  # three, and half, remain
+        # each bin against the law of the other kept bins
+        above = [
+            law(kept & (np.arange(mus.size) != k))[2][k] if kept[k] else 0 for k in range(mus.size)
+        ]
+        worst = int(np.argmax(above))
+        if above[worst] <= 1 + TEXTURE:
+            break
+        kept[worst] = False
+    gain, read2, ratio = law(kept)
+    affine = bool(np.all(np.abs(ratio[kept] - 1) <= AFFINE_TOLERANCE))
+    return float(gain), black, float(math.sqrt(read2)), affine, kept
 
 
 def _clip_mask(planes: np.ndarray):
@@ -104,14 +122,18 @@ def _estimate_planes(planes: np.ndarray, stack: np.ndarray | None, seed: int) ->
     bins = _flat(planes, bad)
     mus = np.array([b[0] for b in bins])
     c = np.stack([b[1] for b in bins])
+    weights = np.array([b[2] for b in bins], float)
+    dark = float(np.percentile(planes[:, ::4, ::4], 0.1))
+    *_, kept = _fit(mus, c[:, 0], weights, dark)  # bins of texture tell nothing of the noise
+    mus, c, weights = mus[kept], c[kept], weights[kept]
     var = c[:, 0]
     rho = np.median(c / var[:, None], axis=0)
     lag1 = rho[_HALF.index((0, 1))], rho[_HALF.index((1, 0))]
     if max(lag1) > CORRELATED or min(lag1) < ANTICORRELATED:
         ratio, shift = _bootstrap(rho, planes.shape[-2:], seed)
         var, rho = var / ratio, rho - shift
-    dark = float(np.percentile(planes[:, ::4, ::4], 0.1))
-    gain, black, read, affine = _fit(mus, var, np.array([b[2] for b in bins], float), dark)
+    gain, black, read, affine, kept = _fit(mus, var, weights, dark)
+    mus, var = mus[kept], var[kept]
     lo, span = float(planes.min()), float(planes.max() - planes.min()) or 1.0
     impulses = np.mean([impulse_share(((p[None] - lo) / span).astype(np.float32)) for p in planes])
     return NoiseModel(
@@ -165,32 +187,6 @@ def _drift(image, axes: str, stack: str, base: dict, crop) -> float:
     q = max(1, len(sig) // 4)
     mid = float(np.median(sig))
     return 0.0 if not mid > 0 else float((np.median(sig[-q:]) - np.median(sig[:q])) / mid)
-
-
-def _read(image, axes: str, size: dict, base: dict, crop, max_planes: int):
-    """Up to ``max_planes`` planes evenly spaced through the non-YX axes, and a run of
-    consecutive planes along the stacked axis (``None`` for a single plane)."""
-    others = [a for a in axes if a not in "YXC"]
-    positions = list(itertools.product(*(range(size[a]) for a in others)))
-    picks = np.linspace(0, len(positions) - 1, min(len(positions), max_planes)).round().astype(int)
-    planes = None
-    for n, k in enumerate(sorted(set(picks))):  # filled in place: no second copy of the planes
-        plane = _plane(image, axes, {**base, **dict(zip(others, positions[k]))}, crop)
-        if planes is None:
-            planes = np.empty((len(set(picks)), *plane.shape), np.float32)
-        planes[n] = plane
-    stack = others[-1] if others else None
-    if stack is None or size[stack] < 2:
-        return planes, None
-    mid = {**base, **{a: size[a] // 2 for a in others}}
-    k0 = min(size[stack] // 2, size[stack] - 2)
-    run = np.stack(
-        [
-            _plane(image, axes, {**mid, stack: k}, crop)
-            for k in range(k0, min(size[stack], k0 + LAG + 1))
-        ]
-    )
-    return planes, run
 
 
 def estimate_noise(
