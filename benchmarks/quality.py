@@ -30,7 +30,10 @@ Cases (clean images are never training images; noise seeded per image and case):
 
 Methods: the noisy input; BM3D with a blind sigma (``bm3d`` package, scikit-image's
 ``estimate_sigma``); ours, BM3D with the noise model (level and power spectrum, the noise
-stabilised where its level follows the intensity: ``bm3d`` preset ``default``);
+stabilised where its level follows the intensity: ``bm3d`` preset ``default``); ours, TV
+with the weight of least risk under the noise model (``tv`` preset ``calibrated``) and
+non-local means at the model's level (``nlm``), both keeping the share of their change
+the risk estimate picks;
 non-local means (``h = 0.8 sigma``, patch 5, distance 6); TV calibrated by J-invariance
 (``calibrate_denoiser`` over 12 weights) and at weight 0.1;
 wavelet (BayesShrink); ours: zero-shot filling ``fast`` and ``quality`` with the shipped
@@ -193,6 +196,8 @@ def methods() -> dict:
         **{name: (f, None) for name, f in classical_peers().items()},
         "wavelet (BayesShrink)": (lambda y: denoise_wavelet(y, rescale_sigma=True), None),
         "BM3D with the noise model": (ours("bm3d", "default"), None),
+        "TV with the noise model": (ours("tv", "calibrated"), None),
+        "non-local means with the noise model": (ours("nlm", "default"), None),
         "zero-shot fast": (ours("zero-shot", "fast"), None),
         "zero-shot fast, random init": (ours("zero-shot", "fast", weights="none"), "first"),
         "zero-shot real-fast": (ours("zero-shot", "real-fast"), REAL_CASES),

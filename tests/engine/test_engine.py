@@ -161,7 +161,9 @@ def test_out_of_memory_is_retried_in_smaller_pieces_with_the_same_result(monkeyp
 
     halo = get_method("ttt-mim")(preset="no-adapt", mode="once", device=torch.device("cpu")).halo
     side = 4 * halo + 64  # a plane whose quarter tiles, with their halo, are smaller than it
-    limit = (side // 2 + halo + 8) ** 2  # a device that holds a quarter tile, not a plane
+    from napari_masked_denoise.engine.jobs import EDGE  # mirrored context at the image's edges
+
+    limit = (side // 2 + halo + 8 + EDGE) ** 2  # a device that holds a quarter tile, not a plane
     vol = np.random.default_rng(5).random((planes, side, side - 16)).astype(np.float32)
     kw = dict(
         method="ttt-mim", preset="no-adapt", axes="ZYX", mode="once", plane_batch=planes, options={}
@@ -178,7 +180,8 @@ def test_out_of_memory_is_retried_in_smaller_pieces_with_the_same_result(monkeyp
 
     monkeypatch.setattr(TTTMIM, "process", small_memory)
     res = _run(vol, **kw)
-    assert tried[0] == (planes, *vol.shape[1:]) and (1, *vol.shape[1:]) in tried  # planes first
+    whole = tuple(n + 2 * EDGE for n in vol.shape[1:])
+    assert tried[0] == (planes, *whole) and (1, *whole) in tried  # planes first
     assert ran and all(s[0] == 1 and s[1] * s[2] <= limit for s in ran)
     np.testing.assert_allclose(res.denoised[...], ref.denoised[...], atol=1e-5)
     np.testing.assert_allclose(res.noise_map[...], ref.noise_map[...], atol=1e-5)

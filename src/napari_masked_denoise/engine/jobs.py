@@ -24,6 +24,26 @@ __all__ = ["Plan", "Job", "run_jobs", "PREFETCH"]
 
 PREFETCH = 2
 """Input blocks read ahead of the one being denoised."""
+EDGE = 16
+"""Pixels of mirrored context a tile gets beyond the image's edges, so that no method
+sees an edge it would treat as an edge of the signal (a network's zero padding, BM3D's
+border blocks): the same for every tile touching an edge, so exact tilings stay exact.
+Reflected without repeating the edge pixel (``reflect``): on the fidelity battery the
+outer 4 pixels' error fell from up to 1.6 to at most 1.4 times the interior's."""
+
+
+def _mirrored(x: np.ndarray, tile: Tile, yx: tuple[int, int], align: int):
+    """``x`` (read at ``tile``) with :data:`EDGE` mirrored pixels (rounded up to the
+    method's alignment, which keeps its grid) beyond the image's edges, and the pads
+    ``((top, bottom), (left, right))``."""
+    edge = -(-EDGE // max(1, align)) * max(1, align)
+    pads = tuple(
+        (edge if span.read[0] == 0 else 0, edge if span.read[1] == n else 0)
+        for span, n in zip((tile.y, tile.x), yx)
+    )
+    if not any(map(any, pads)):
+        return x, pads
+    return np.pad(x, ((0, 0), *pads), mode="reflect"), pads
 
 
 @dataclass(frozen=True)
@@ -163,13 +183,16 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
         raw, f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}"
     )
     x = normalise(raw, plan.lo, plan.span)
-    coords = Coords(lay.plane_ids(job.prefix, job.planes), t.y.read[0], t.x.read[0])
+    xp, ((top, _), (left, _)) = _mirrored(x, t, lay.yx, meth.align)
+    coords = Coords(lay.plane_ids(job.prefix, job.planes), t.y.read[0] - top, t.x.read[0] - left)
     if precision == "mixed":
         dev = meth.device.type
         with torch.autocast(dev, dtype=torch.float16 if dev == "cuda" else torch.bfloat16):
-            res = predict(meth, x, coords, plan.exact)
+            res = predict(meth, xp, coords, plan.exact)
     else:
-        res = predict(meth, x, coords, plan.exact)
+        res = predict(meth, xp, coords, plan.exact)
+    inside = (slice(None), slice(top, top + x.shape[1]), slice(left, left + x.shape[2]))
+    res = Processed(res.denoised[inside], {k: v[inside] for k, v in res.extras.items()}, res.report)
     pred = np.asarray(res.denoised, dtype=np.float32)
     resid = (x - pred) * plan.span
     std = local_noise_std(resid)

@@ -7,7 +7,9 @@ intensity first; BM3D also takes its power spectrum, so that it knows correlated
 Without a model (an image too small to measure, or ``noise="blind"``) the level is
 scikit-image's wavelet estimate (``estimate_sigma``, the median over planes), set once
 from the sample in ``once`` mode and per tile in ``per-tile`` mode. The calibrated TV
-weight is the one of 12 (0.01 to 1) with the lowest held-out loss
+weight is the one of 12 (0.01 to 1) of least risk under the noise model (Stein's
+estimate, :func:`~.fidelity.risk`; it holds for correlated and signal-dependent noise),
+or without a model the one with the lowest held-out loss
 (:mod:`napari_masked_denoise.noise.holdout`).
 
 The halo is a practical context, not an exact receptive field: TV and the wavelet
@@ -17,6 +19,7 @@ borders (non-local means is exact: its support is the search window plus the pat
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 
@@ -24,7 +27,7 @@ import numpy as np
 
 from ..core.masks import Coords
 from .base import Method, Preset, Processed
-from .fidelity import blend, blend_weight
+from .fidelity import blend, blend_weight, risk
 from .options import Check, integer, number, one_of
 
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
@@ -173,10 +176,14 @@ _MODEL_OPTION = {"noise": one_of("model", "blind")}
 
 class TV(_Classical):
     name = "tv"
-    summary = "total-variation denoising (Chambolle), weight fixed or calibrated on held-out pixels"
+    summary = (
+        "total-variation denoising (Chambolle), weight fixed or of least risk under the noise model"
+    )
     presets = {
         "calibrated": Preset(
-            "weight chosen from 12 (0.01-1) by the held-out loss", {"weight": "calibrated"}
+            "weight chosen from 12 (0.01-1) by Stein's risk estimate under the noise model "
+            "(the held-out loss without one)",
+            {"weight": "calibrated"},
         ),
         "fixed": Preset("weight 0.1 (a strong simple peer on fluorescence)", {"weight": 0.1}),
     }
@@ -192,6 +199,12 @@ class TV(_Classical):
     def _fit(self, block, coords):
         if self.options["weight"] != "calibrated":
             return float(self.options["weight"])
+        if self.noise is not None:  # the weight of least risk under the noise model
+            risks = []
+            for w in TV_WEIGHTS:
+                run = functools.partial(self._run, coords=coords, param=w)
+                risks.append(risk(run, block, run(block), self.noise, self.seed))
+            return TV_WEIGHTS[int(np.nanargmin(risks))]
         from ..noise.holdout import hide, holdout_loss, holdout_mask
 
         m = holdout_mask(block.shape, coords, self.seed, frac=0.03)

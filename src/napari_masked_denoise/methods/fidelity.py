@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KEEP_SCALE", "KEEP_HALO", "keep_means", "blend_weight", "blend"]
+__all__ = ["KEEP_SCALE", "KEEP_HALO", "keep_means", "risk", "blend_weight", "blend"]
 
 KEEP_SCALE = 6.0
 """Width (pixels) of the Gaussian below which a learned method's output keeps the input's
@@ -30,13 +30,30 @@ def keep_means(noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
     )
 
 
+def _divergence(forward, y: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
+    """``E[b' J b] = trace(J C)`` for ``forward``'s Jacobian ``J`` at ``y`` (``out =
+    forward(y)``) and ``C`` the noise covariance, from one more pass on ``y`` plus a small
+    probe ``b`` drawn from the model (its level at every pixel and its correlation)."""
+    probe = noise.sample(y.shape, np.random.default_rng(seed), signal=y).astype(np.float64)
+    eps = 1e-2
+    moved = np.asarray(forward((y + eps * probe).astype(np.float32)), np.float64)
+    return float(np.sum(probe * (moved - np.asarray(out, np.float64)))) / eps
+
+
+def risk(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
+    """Stein's unbiased estimate of ``||out - clean||**2`` generalised to the noise model
+    (Eldar 2009): ``||out - noisy||**2 - trace(C) + 2 trace(J C)``, ``out = forward(noisy)``."""
+    y = np.asarray(noisy, np.float64)
+    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
+    trace = float(np.sum(noise.sigma(y) ** 2))
+    return change - trace + 2 * _divergence(forward, y, out, noise, seed)
+
+
 def blend_weight(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
     """How much of a fixed network's change to keep: the ``w`` in ``noisy + w (out -
     noisy)`` that minimises Stein's unbiased risk estimate generalised to the noise model
-    (Eldar 2009): ``w = (trace(C) - E[b' J b]) / ||out - noisy||**2``, clipped to [0, 1],
-    with ``C`` the noise covariance and ``J`` the network's Jacobian, ``E[b' J b]`` from one
-    more pass of ``forward`` on the input plus a small probe ``b`` drawn from the model
-    (its level at every pixel and its correlation).
+    (:func:`risk`): ``w = (trace(C) - trace(J C)) / ||out - noisy||**2``, clipped to
+    [0, 1].
 
     It keeps the whole output where what the network removes is noise, and little of it
     where the network removes detail the noise does not explain (a clean or nearly clean
@@ -45,22 +62,11 @@ def blend_weight(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) 
     if noise is None:
         return 1.0
     y = np.asarray(noisy, np.float64)
-    var = noise.sigma(y) ** 2
-    probe = noise.sample(y.shape, np.random.default_rng(seed), signal=y).astype(np.float64)
-    eps = 1e-2
-    div = (
-        float(
-            np.sum(
-                probe
-                * (np.asarray(forward((y + eps * probe).astype(np.float32)), np.float64) - out)
-            )
-        )
-        / eps
-    )
     change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
     if not change > 0:
         return 1.0
-    return float(np.clip((float(var.sum()) - div) / change, 0.0, 1.0))
+    trace = float(np.sum(noise.sigma(y) ** 2))
+    return float(np.clip((trace - _divergence(forward, y, out, noise, seed)) / change, 0.0, 1.0))
 
 
 def blend(noisy: np.ndarray, out: np.ndarray, w: float) -> np.ndarray:
