@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         default="auto",
         help="see 'masked-denoise methods'; default auto: the best of its candidates "
-        "by their estimated error (held-out pixels, or -o score=sure)",
+        "by their estimated error (Stein's risk under the noise model; -o score=held-out or sure)",
     )
     r.add_argument("--preset", default=None, help="default: the method's first")
     r.add_argument("--axes", default=None, help="e.g. ZYX, TCZYX, YXC; guessed for 2-D/3-D")

@@ -45,16 +45,30 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     if not report.get("choice"):
         return lines
     span = float(intensity_range[1] - intensity_range[0])
-    sure = report.get("score") == "sure"
-    how = "SURE" if sure else "held-out pixels"
+    score = report.get("score")
+    sure = score in ("sure", "model")  # the loss is an estimated error, not a held-out loss
+    how = {"sure": "SURE", "model": "Stein's risk under the noise model"}.get(
+        score, "held-out pixels"
+    )
     why = f", {report['score_reason']}" if report.get("score_reason") else ""
     lines.append(
         f"chose    {report['choice']} (lowest estimated error of "
         f"{len(report['scores'])} candidates, by {how}{why})"
     )
+    if str(report["choice"]).startswith("identity"):
+        lines.append(
+            "kept     the input unchanged: no candidate is estimated better than it "
+            "(choose a method to apply one anyway)"
+        )
     corr = report.get("noise_correlation")
     impulsive = (report.get("impulse_share") or 0.0) > IMPULSE_SHARE  # impulses raise the ratio too
-    if corr is not None and np.isfinite(corr) and corr > CORRELATED and not impulsive:
+    if (
+        score != "model"
+        and corr is not None
+        and np.isfinite(corr)
+        and corr > CORRELATED
+        and not impulsive
+    ):
         lines.append(
             "warning  the noise looks spatially correlated "
             f"(lag-2/lag-1 ratio {corr:.2f}): the error estimates, and so the choice, "

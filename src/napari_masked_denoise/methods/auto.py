@@ -8,7 +8,17 @@ that adaptation; in ``per-tile`` mode the winner adapts to every tile.
 
 The estimate (option ``score``):
 
-``"held-out"`` (default)
+``"model"`` (default)
+    Stein's unbiased risk estimate generalised to the image's noise model (Eldar's GSURE,
+    :func:`~.fidelity.risk`): the candidate's output on the sample, and its divergence
+    from one more run on the sample plus a small probe drawn from the model (its level at
+    every pixel and its correlation), the same probe for every candidate. It holds for
+    signal-dependent and spatially correlated noise. The ``identity`` candidate's risk is
+    the noise variance itself, so ``auto`` keeps the input wherever no candidate is
+    estimated better than it. Without a model (an image too small to measure, or
+    ``noise="blind"``) and for impulsive noise, for which Stein's lemma does not hold, it
+    falls back to held-out pixels and says so in the report.
+``"held-out"``
     a few % of the pixels held out (:mod:`napari_masked_denoise.noise.holdout`): the loss there
     against the noisy values, one run per candidate. It needs only noise independent
     between pixels, and it scores each method with those pixels hidden, which penalises
@@ -26,7 +36,7 @@ The estimate (option ``score``):
     the sample (zero-shot filling, TTT-MIM ``fast``) is that of the adapted network, not
     of the adaptation, so it does not see overfitting to the noise.
 
-Neither is right for spatially correlated noise. Chosen and measured in
+Neither of the last two is right for spatially correlated noise. Chosen and measured in
 ``benchmarks/RESULTS.md``.
 
 The report (``result.info["method_report"]``, the CLI summary, the widget) gives the
@@ -55,6 +65,7 @@ from .options import integer, number, one_of
 __all__ = ["Auto", "default_candidates"]
 
 _FAST = (
+    "identity",
     "wavelet",
     "tv:fixed",
     "tv:calibrated",
@@ -109,14 +120,14 @@ class Auto(Method):
         "radius": 0,
         "budget": 0.0,
         "fill": "residual",
-        "score": "held-out",
+        "score": "model",
     }
     checks = {
         "holdout": number(0, 0.2, open_lo=True),
         "radius": integer(0, 3),
         "budget": number(),  # seconds; 0 or less: no budget
         "fill": one_of(*FILLS),
-        "score": one_of("sure", "held-out"),
+        "score": one_of("model", "sure", "held-out"),
     }
     needs_sample = True
     """``auto`` decides on the sample in both modes: its tiling follows its choice."""
@@ -164,11 +175,14 @@ class Auto(Method):
 
         share = impulse_share(y)
         kind = str(self.options["score"])
-        if kind == "sure" and share > IMPULSE_SHARE:
+        if kind == "model" and self.noise is None:
+            kind = "held-out"
+            self._report["score_reason"] = "no noise model"
+        if kind in ("model", "sure") and share > IMPULSE_SHARE:
             kind = "held-out"  # Stein's lemma needs Gaussian-like noise; impulses are not
             self._report["score_reason"] = f"impulse noise ({100 * share:.1f}% isolated outliers)"
         self._report.update(score=kind, impulse_share=share, noise_correlation=correlation_ratio(y))
-        run = self._sure if kind == "sure" else self._held_out
+        run = {"model": self._model_risk, "sure": self._sure}.get(kind, self._held_out)
         scores, t_start, budget = {}, time.perf_counter(), float(self.options["budget"])
         n = len(self.candidates)
         prep = run(y, coords, None, None)
@@ -221,6 +235,20 @@ class Auto(Method):
             "run_seconds": run_s,
         }
 
+    def _model_risk(self, y, coords, meth, prep) -> dict:
+        """GSURE under the noise model: without ``meth``, the noise variance (the input's
+        risk); with it, the candidate's estimated mean squared error on the sample."""
+        from .fidelity import risk
+
+        if meth is None:
+            self._noise_var = float(np.mean(self.noise.sigma(np.asarray(y, np.float64)) ** 2))
+            return {"input": y}
+        t = time.perf_counter()
+        out = meth.denoise(y, coords)
+        run_s = time.perf_counter() - t
+        loss = risk(lambda b: meth.denoise(b, coords), y, out, self.noise, self.seed) / y.size
+        return {"loss": loss, "output": out, "run_seconds": run_s}
+
     def _holdout(self, y: np.ndarray, coords: Coords) -> np.ndarray:
         """The held-out pixels, a function of the position in the image: where sample crops
         overlap, a pixel is held out in all of them or in none (else a candidate that
@@ -247,7 +275,10 @@ class Auto(Method):
         if not ok:
             raise DenoiseError("auto: no candidate gave a finite error estimate")
         best = min(ok, key=lambda k: ok[k]["loss"])
-        if self._report["score"] == "sure":
+        if self._report["score"] == "model":  # the risk is the error; the input's, the variance
+            var = self._noise_var
+            est = Estimate(max(ok[best]["loss"], 0.0) + var, var)
+        elif self._report["score"] == "sure":
             # The ranking uses the noise-level function; the estimate of the winner's error,
             # which moves one for one with the noise variance, rescales it to the variance
             # left when the winner's details are taken out of the input's finest ones (lower
