@@ -203,6 +203,8 @@ def sample_crops(image, layout: Layout, align: int, n: int, size: int, seed: int
         prefix, planes = blocks[int(rng.integers(len(blocks)))]
         y0 = int(rng.integers(0, ny - sy + 1)) // align * align
         x0 = int(rng.integers(0, nx - sx + 1)) // align * align
+        if any(i == (layout.plane_ids(prefix, planes)[0], y0, x0) for i in ids):
+            continue  # the same crop again (an image no larger than a crop) adds nothing
         raw = layout.to_planes(
             read_block(image, layout.index(prefix, planes, slice(y0, y0 + sy), slice(x0, x0 + sx)))
         )
