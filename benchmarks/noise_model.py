@@ -173,8 +173,9 @@ def report(args) -> None:
         "",
         "Written by `python benchmarks/noise_model.py report` from `noise_model_raw.jsonl` "
         "(`run --set train`, `run --set test`); the images and the measures are described in "
-        "the script's docstring. Level error: relative error of the model's sigma at each of "
-        "its intensity bins against the true noise's standard deviation there (median over "
+        "the script's docstring. Level error: relative error of the model's sigma at the clean "
+        "intensities of 16 equal-count pixel bins (wherever its own blocks were) against the "
+        "true noise's standard deviation there (median over "
         "bins, then the median and the 90th percentile over images; `max`: the largest over "
         "bins, median over images). Correlation error: the largest absolute error at lags "
         "(0,1), (1,0), (0,2), (2,0). Targets: level within 15%, correlation within 0.05.",
