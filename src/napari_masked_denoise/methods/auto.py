@@ -1,9 +1,10 @@
 """``auto``: choose the method and preset per image by their estimated error.
 
 Every candidate (``"method:preset"``) denoises the sample of tiles the engine gives
-:meth:`adapt` (in both modes), and its error against the unknown clean image is estimated
-without one; the lowest wins, and every tile is then processed by the winner alone. In
-``once`` mode each candidate adapts on the sample as it would alone and the winner keeps
+:meth:`adapt` (in both modes; its first ``crops`` crops, 2 by default), and its error
+against the unknown clean image is estimated without one; the lowest wins, and every
+tile is then processed by the winner alone. In ``once`` mode each candidate adapts on the
+sample as it would alone and the winner keeps
 that adaptation; in ``per-tile`` mode the winner adapts to every tile.
 
 The estimate (option ``score``):
@@ -121,6 +122,7 @@ class Auto(Method):
         "budget": 0.0,
         "fill": "residual",
         "score": "model",
+        "crops": 2,
     }
     checks = {
         "holdout": number(0, 0.2, open_lo=True),
@@ -128,6 +130,7 @@ class Auto(Method):
         "budget": number(),  # seconds; 0 or less: no budget
         "fill": one_of(*FILLS),
         "score": one_of("model", "sure", "held-out"),
+        "crops": integer(1),
     }
     needs_sample = True
     """``auto`` decides on the sample in both modes: its tiling follows its choice."""
@@ -276,8 +279,10 @@ class Auto(Method):
             raise DenoiseError("auto: no candidate gave a finite error estimate")
         best = min(ok, key=lambda k: ok[k]["loss"])
         if self._report["score"] == "model":  # the risk is the error; the input's, the variance
+            # a risk estimate at or below 0 says only that the error is small: the gain is
+            # capped at 30 dB rather than reported as infinite
             var = self._noise_var
-            est = Estimate(max(ok[best]["loss"], 0.0) + var, var)
+            est = Estimate(max(ok[best]["loss"], 1e-3 * var) + var, var)
         elif self._report["score"] == "sure":
             # The ranking uses the noise-level function; the estimate of the winner's error,
             # which moves one for one with the noise variance, rescales it to the variance
@@ -304,6 +309,10 @@ class Auto(Method):
 
     # -- the work ---------------------------------------------------------------------
     def adapt(self, sample: np.ndarray, coords: Coords) -> Generator[tuple[int, int], None, dict]:
+        k = int(self.options["crops"])  # the candidates are scored on the first k crops
+        if sample.shape[0] > k:
+            origins = coords.origins[:k] if coords.origins else None
+            sample, coords = sample[:k], Coords(coords.planes[:k], coords.y0, coords.x0, origins)
         scores = {}
         for step, total, s in self._score(sample, coords):
             scores = s or scores
