@@ -166,11 +166,14 @@ def choice_text(res) -> str:
     Returns
     -------
     str
-        e.g. ``"auto chose tv:fixed, est. +6.2 dB; "``; ``""`` for other methods.
+        e.g. ``"auto chose tv:fixed, est. +6.2 dB; "``; ``"auto kept the input (no
+        method estimated better); "``; ``""`` for other methods.
     """
     rep = res.info.get("method_report") or {}
     if not rep.get("choice"):
         return ""
+    if str(rep["choice"]).startswith("identity"):
+        return "auto kept the input (no method estimated better); "
     gain = rep.get("estimated_gain_db")
     est = f", est. {gain:+.1f} dB" if gain is not None and np.isfinite(gain) else ""
     return f"auto chose {rep['choice']}{est}; "

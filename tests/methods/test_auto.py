@@ -266,3 +266,29 @@ def test_auto_warns_when_the_noise_looks_spatially_correlated(camera_noisy):
     # held-out pixels assume independent noise: they warn (impulses are not correlation)
     assert [warned(img, "held-out") for img in (noisy, corr, sp)] == [False, True, False]
     assert not warned(corr, "model")  # the risk under the noise model knows the correlation
+
+
+def test_reports_say_in_plain_words_when_auto_kept_the_input():
+    from types import SimpleNamespace
+
+    from napari_masked_denoise.report import choice_text, describe_report
+
+    rep = {
+        "choice": "identity:default",
+        "score": "model",
+        "scores": {
+            "identity:default": {"loss": 1e-4, "seconds": 0.0},
+            "tv:fixed": {"loss": 2e-4, "seconds": 0.1},
+        },
+        "estimated_mse": 1e-4,
+        "estimated_gain_db": 0.0,
+        "noise_sigma": 0.01,
+    }
+    assert any(line.startswith("kept     the input unchanged") for line in describe_report(rep))
+    text = choice_text(SimpleNamespace(info={"method_report": rep}))
+    assert text.startswith("auto kept the input")
+    rep["choice"] = "tv:fixed"
+    assert not any(line.startswith("kept") for line in describe_report(rep))
+    assert choice_text(SimpleNamespace(info={"method_report": rep})).startswith(
+        "auto chose tv:fixed"
+    )
