@@ -79,10 +79,15 @@ def test_auto_sure_falls_back_to_held_out_pixels_on_impulse_noise(camera_noisy):
 
     clean, noisy = camera_noisy
     sp = random_noise(clean, mode="s&p", amount=0.05, rng=0).astype(np.float32)
-    rep = denoise(sp, axes="YX", candidates="wavelet,tv:fixed", score="sure").info["method_report"]
-    assert rep["score"] == "held-out" and "impulse" in rep["score_reason"]
+    for score in ("sure", "model"):  # neither form of Stein's estimate holds for impulses
+        rep = denoise(sp, axes="YX", candidates="wavelet,tv:fixed", score=score).info[
+            "method_report"
+        ]
+        # (this image's impulses pile up at 0 and 1: too clipped for a noise model at all)
+        why = ("impulse",) if score == "sure" else ("impulse", "no noise model")
+        assert rep["score"] == "held-out" and any(w in rep["score_reason"] for w in why)
     rep = denoise(noisy, axes="YX", candidates="wavelet,tv:fixed").info["method_report"]
-    assert rep["score"] == "held-out" and "score_reason" not in rep  # the default
+    assert rep["score"] == "model" and "score_reason" not in rep  # the default
 
 
 def test_auto_rejects_an_unknown_score():
