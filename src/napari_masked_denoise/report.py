@@ -56,8 +56,9 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
         f"{len(report['scores'])} candidates, by {how}{why})"
     )
     if str(report["choice"]).startswith("identity"):
+        why = f" ({report['kept_reason']})" if report.get("kept_reason") else ""
         lines.append(
-            "kept     the input unchanged: no candidate is estimated better than it "
+            f"kept     the input unchanged: no candidate is estimated better than it{why} "
             "(choose a method to apply one anyway)"
         )
     corr = report.get("noise_correlation")

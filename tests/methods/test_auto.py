@@ -144,7 +144,7 @@ def test_auto_keeps_the_input_when_no_candidate_is_estimated_better(camera_noisy
         )
         assert psnr(clean, r.denoised) >= min(40.0, psnr(clean, img) - 0.05)
         if rep["choice"] == "identity:default":
-            np.testing.assert_array_equal(r.denoised, img)
+            np.testing.assert_allclose(r.denoised, img, atol=1e-6)
             assert any("kept     the input" in line for line in describe_report(rep))
 
 
@@ -292,3 +292,14 @@ def test_reports_say_in_plain_words_when_auto_kept_the_input():
     assert choice_text(SimpleNamespace(info={"method_report": rep})).startswith(
         "auto chose tv:fixed"
     )
+
+
+def test_an_output_estimated_worse_than_the_input_is_not_applied(camera_noisy):
+    # held-out pixels can rank a candidate first whose estimated gain is below 0 (the
+    # clean crop): auto then keeps the input, whatever the score
+    clean, _ = camera_noisy
+    r = denoise(clean, axes="YX", candidates="identity,wavelet,tv:fixed", score="held-out")
+    rep = r.info["method_report"]
+    assert rep["choice"] == "identity:default" and "estimated at -" in rep["kept_reason"]
+    assert rep["estimated_gain_db"] == 0.0
+    np.testing.assert_allclose(r.denoised, clean, atol=1e-6)

@@ -65,6 +65,7 @@ from .options import integer, number, one_of
 
 __all__ = ["Auto", "default_candidates"]
 
+IDENTITY = "identity:default"
 _FAST = (
     "identity",
     "wavelet",
@@ -297,6 +298,10 @@ class Auto(Method):
         else:
             var = noise_variance(y, ok[best]["output"])
             est = Estimate(ok[best]["loss"], var)
+        if IDENTITY in ok and best != IDENTITY and not est.gain_db > 0:
+            # whatever ranked it, an output estimated no better than the input is not applied
+            self._report["kept_reason"] = f"{best} was estimated at {est.gain_db:+.1f} dB"
+            best, est = IDENTITY, Estimate(2 * var, var)
         self._report.update(
             choice=best,
             scores={k: _public(v) for k, v in scores.items()},
