@@ -51,3 +51,25 @@ def test_default_preset_keeps_intensities_and_clean_images(method):
             assert _psnr(clean, out) >= _psnr(clean, noisy) - 0.05, (method, case)
         elif method != "identity":  # a flat background comes out flat
             assert out[:, 8:56].std() < 0.5 * noisy[:, 8:56].std(), (method, "flat")
+
+
+def test_the_finest_details_raise_the_models_level_by_at_most_the_cap():
+    # a fine texture reads as noise to the finest details' level; the model knows better
+    import torch
+
+    from napari_masked_denoise.methods import get_method
+    from napari_masked_denoise.methods.classical import FLOOR_CAP
+    from napari_masked_denoise.noise.estimate import estimate_noise
+    from napari_masked_denoise.noise.levels import wavelet_sigma
+
+    model = estimate_noise(0.5 + np.random.default_rng(2).normal(0, 0.01, (256, 256)))
+    xx = np.arange(128)
+    texture = 0.5 + 0.1 * np.sin(2.5 * xx)[None] * np.sin(2.2 * xx)[:, None]
+    plane = texture + np.random.default_rng(0).normal(0, 0.01, (128, 128))
+    assert not model.correlated and wavelet_sigma(plane[None]) > 2 * FLOOR_CAP * model.level
+    wav = get_method("wavelet")(
+        preset="default", mode="per-tile", device=torch.device("cpu"), noise=model
+    )
+    assert wav._level(plane[None]) == pytest.approx(FLOOR_CAP * model.level)
+    quiet = 0.5 + np.random.default_rng(1).normal(0, 0.013, (128, 128))  # a third more noise
+    assert wav._level(quiet[None]) == pytest.approx(wavelet_sigma(quiet[None]), rel=1e-6)

@@ -33,6 +33,10 @@ from .options import Check, integer, number, one_of
 __all__ = ["TV", "NonLocalMeans", "Wavelet", "BM3D", "TV_WEIGHTS"]
 
 TV_WEIGHTS = tuple(float(w) for w in np.geomspace(0.01, 1.0, 12))
+FLOOR_CAP = 1.5
+"""The finest details' level raises the model's by at most this factor: on a small
+textured tile they read texture as noise (3 times the level on a 128 x 128 crop of the
+camera's coat), and the method would remove the texture."""
 
 
 class _Classical(Method):
@@ -143,7 +147,7 @@ class _OneLevel(_Classical):
             if self.mode == "once" and self.floor is not None
             else wavelet_sigma(stabilised)
         )
-        return max(level, floor)
+        return max(level, min(floor, FLOOR_CAP * level))
 
     def _fit_more(self, sample: np.ndarray) -> None:
         if self._model is not None:
