@@ -40,12 +40,17 @@ def _divergence(forward, y: np.ndarray, out: np.ndarray, noise, seed: int) -> fl
     return float(np.sum(probe * (moved - np.asarray(out, np.float64)))) / eps
 
 
+def _change_and_trace(noisy, out, noise) -> tuple[np.ndarray, float, float]:
+    """``(noisy as float64, ||out - noisy||**2, trace(C))``."""
+    y = np.asarray(noisy, np.float64)
+    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
+    return y, change, float(np.sum(noise.sigma(y) ** 2))
+
+
 def risk(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) -> float:
     """Stein's unbiased estimate of ``||out - clean||**2`` generalised to the noise model
     (Eldar 2009): ``||out - noisy||**2 - trace(C) + 2 trace(J C)``, ``out = forward(noisy)``."""
-    y = np.asarray(noisy, np.float64)
-    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
-    trace = float(np.sum(noise.sigma(y) ** 2))
+    y, change, trace = _change_and_trace(noisy, out, noise)
     return change - trace + 2 * _divergence(forward, y, out, noise, seed)
 
 
@@ -61,11 +66,9 @@ def blend_weight(forward, noisy: np.ndarray, out: np.ndarray, noise, seed: int) 
     """
     if noise is None:
         return 1.0
-    y = np.asarray(noisy, np.float64)
-    change = float(np.sum((np.asarray(out, np.float64) - y) ** 2))
+    y, change, trace = _change_and_trace(noisy, out, noise)
     if not change > 0:
         return 1.0
-    trace = float(np.sum(noise.sigma(y) ** 2))
     return float(np.clip((trace - _divergence(forward, y, out, noise, seed)) / change, 0.0, 1.0))
 
 
