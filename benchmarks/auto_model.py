@@ -61,29 +61,34 @@ def run(args) -> None:
     from napari_masked_denoise import denoise
 
     torch.set_num_threads(args.threads)
+    from napari_masked_denoise.methods.auto import parse_candidate
+
     done = {(r["score"], r["case"], r["image"]) for r in read_rows(RAW)}
     kw = dict(axes="YX", device="cpu", mode="per-tile", seed=0)
     for case, image, clean, noisy in _train_cases() if args.set == "train" else cases():
         if not _matches(case, args.cases):
             continue
-        todo = [s for s in args.scores.split(",") if (s, case, image) not in done]
+        tag = f"+{args.tag}" if args.tag else ""
+        todo = [s for s in args.scores.split(",") if (s + tag, case, image) not in done]
         if not todo:
             continue
         truth = None
         for score in todo:
+            extra = {"candidates": args.candidates} if args.candidates else {}
             t = time.perf_counter()
-            res = denoise(noisy.copy(), method="auto", preset="fast", score=score, **kw)
+            res = denoise(noisy.copy(), method="auto", preset="fast", score=score, **extra, **kw)
             seconds = time.perf_counter() - t
             rep = res.info["method_report"]
             if truth is None:
                 truth = {}
                 for spec in rep["candidates"]:
-                    name, preset = spec.split(":")
-                    den = denoise(noisy.copy(), method=name, preset=preset, **kw).denoised
+                    name, preset, opts = parse_candidate(spec)
+                    den = denoise(noisy.copy(), method=name, preset=preset, **opts, **kw).denoised
                     truth[spec] = round(_psnr(clean, den), 3)
             row = {
                 "set": args.set,
-                "score": score,
+                "score": score + (f"+{args.tag}" if args.tag else ""),
+                "losses": {k: v.get("loss") for k, v in rep["scores"].items()},
                 "score_used": rep.get("score"),
                 "case": case,
                 "image": image,
@@ -160,6 +165,8 @@ def main(argv=None) -> int:
     r.add_argument("--scores", default="model,held-out")
     r.add_argument("--cases", default=None)
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--candidates", default=None, help="auto's candidates (default: fast)")
+    r.add_argument("--tag", default=None, help="appended to the score's name in the rows")
     sub.add_parser("report")
     args = p.parse_args(argv)
     run(args) if args.cmd == "run" else report(args)

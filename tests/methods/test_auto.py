@@ -74,7 +74,14 @@ def test_holdout_loss_estimates_the_error_plus_the_noise_variance(camera_noisy):
 
 @pytest.mark.parametrize(
     "method,preset",
-    [("tv", "fixed"), ("tv", "calibrated"), ("nlm", None), ("wavelet", None), ("bm3d", None)],
+    [
+        ("tv", "fixed"),
+        ("tv", "calibrated"),
+        ("nlm", None),
+        ("wavelet", None),
+        ("bm3d", None),
+        ("bm3d", "fast"),
+    ],
 )
 def test_classical_methods_denoise(camera_noisy, psnr, method, preset):
     if method == "bm3d":
@@ -183,6 +190,8 @@ def test_auto_time_budget_and_bad_candidates():
         ("tv:slow", "unknown preset"),
         ("", "at least one"),
         ("auto", "its own candidate"),
+        ("nlm@strong", "strength after '@' must be a number"),
+        ("nlm@0", "strength"),
     ]:
         with pytest.raises(DenoiseError, match=match):
             denoise(img, axes="YX", candidates=cands)
@@ -303,3 +312,18 @@ def test_an_output_estimated_worse_than_the_input_is_not_applied(camera_noisy):
     assert rep["choice"] == "identity:default" and "estimated at -" in rep["kept_reason"]
     assert rep["estimated_gain_db"] == 0.0
     np.testing.assert_allclose(r.denoised, clean, atol=1e-6)
+
+
+def test_a_strength_sweep_scales_the_level_and_is_scored_as_its_own_candidate(camera_noisy):
+    clean, noisy = camera_noisy
+    mild, strong = (
+        denoise(noisy, method="wavelet", axes="YX", strength=s).denoised for s in (0.5, 2.0)
+    )
+    base = denoise(noisy, method="wavelet", axes="YX").denoised
+    # a lower level leaves more of the input, a higher one smooths more
+    rough = [float(np.mean(np.abs(np.diff(x, axis=1)))) for x in (mild, base, strong)]
+    assert rough[0] > rough[1] > rough[2]
+    r = denoise(noisy, axes="YX", candidates="wavelet,wavelet@0.5,wavelet@2").info
+    scores = r["method_report"]["scores"]
+    assert set(scores) == {"wavelet:default", "wavelet:default@0.5", "wavelet:default@2"}
+    assert r["method_report"]["choice"] == min(scores, key=lambda k: scores[k]["loss"])

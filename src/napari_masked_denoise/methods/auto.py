@@ -63,7 +63,7 @@ from ..noise.holdout import FILLS, HOLDOUT_FRAC
 from .base import Method, Preset, Processed
 from .options import integer, number, one_of
 
-__all__ = ["Auto", "default_candidates"]
+__all__ = ["Auto", "default_candidates", "parse_candidate"]
 
 IDENTITY = "identity:default"
 _FAST = (
@@ -80,7 +80,7 @@ _QUALITY = _FAST + ("ttt-mim:fast", "zero-shot:fast", "zero-shot:real-fast")
 
 
 def _available(spec: str) -> bool:
-    name = spec.split(":")[0]
+    name = parse_candidate(spec)[0]
     if name == "bm3d":
         import importlib.util
 
@@ -97,9 +97,20 @@ def default_candidates(preset: str = "quality") -> tuple[str, ...]:
     return tuple(c for c in (_QUALITY if preset == "quality" else _FAST) if _available(c))
 
 
-def _split(spec: str) -> tuple[str, str | None]:
-    name, _, preset = str(spec).partition(":")
-    return name.strip(), (preset.strip() or None)
+def parse_candidate(spec: str) -> tuple[str, str | None, dict]:
+    """``"name[:preset][@strength]"`` as the method's name, preset (``None``: its
+    default) and options (``{"strength": s}`` for ``@s``, a multiple of its noise level)."""
+    head, _, strength = str(spec).partition("@")
+    name, _, preset = head.partition(":")
+    opts = {}
+    if strength.strip():
+        try:
+            opts["strength"] = float(strength)
+        except ValueError:
+            raise DenoiseError(
+                f"auto candidate {spec!r}: the strength after '@' must be a number"
+            ) from None
+    return name.strip(), (preset.strip() or None), opts
 
 
 class Auto(Method):
@@ -155,14 +166,20 @@ class Auto(Method):
         self.radius = int(o["radius"])
         self.candidates: dict[str, Method] = {}
         for spec in specs:
-            name, preset = _split(spec)
+            name, preset, opts = parse_candidate(spec)
             if name == "auto":
                 raise DenoiseError("auto cannot be its own candidate")
             preset = preset or default_preset(name)
             m = get_method(name)(
-                preset=preset, mode=self.mode, device=self.device, seed=self.seed, noise=self.noise
+                preset=preset,
+                mode=self.mode,
+                device=self.device,
+                seed=self.seed,
+                noise=self.noise,
+                **opts,
             )
-            self.candidates[f"{name}:{preset}"] = m
+            strength = f"@{opts['strength']:g}" if "strength" in opts else ""
+            self.candidates[f"{name}:{preset}{strength}"] = m
         ms = list(self.candidates.values())
         self.halo = max(m.halo for m in ms)
         self.align = math.lcm(*(m.align for m in ms))

@@ -136,18 +136,18 @@ class _OneLevel(_Classical):
     def _level(self, stabilised: np.ndarray) -> float:
         """The level to denoise at: the model's (1 once stabilised), and for noise
         independent between pixels at least what the finest details show (the flat-block
-        estimate can miss noise that varies in space, as in CT)."""
+        estimate can miss noise that varies in space, as in CT); times option ``strength``."""
         from ..noise.levels import wavelet_sigma
 
         level = 1.0 if self._stab is not None else self._model.level
         if self._model.correlated:
-            return level
+            return float(self.options["strength"]) * level
         floor = (
             self.floor
             if self.mode == "once" and self.floor is not None
             else wavelet_sigma(stabilised)
         )
-        return max(level, min(floor, FLOOR_CAP * level))
+        return float(self.options["strength"]) * max(level, min(floor, FLOOR_CAP * level))
 
     def _fit_more(self, sample: np.ndarray) -> None:
         if self._model is not None:
@@ -161,8 +161,9 @@ class _OneLevel(_Classical):
         return super()._param(block, coords) if self._model is None else None
 
     def _run(self, block: np.ndarray, coords: Coords, param=None) -> np.ndarray:
-        if self._model is None:
-            return super()._run(block, coords, param)
+        if self._model is None:  # the blind level, fitted (or fixed on the sample)
+            param = self._param(block, coords) if param is None else param
+            return super()._run(block, coords, float(self.options["strength"]) * param)
         out = []
         for plane in np.asarray(block, dtype=np.float64):
             z = self._stab.forward(plane) if self._stab is not None else plane
@@ -175,7 +176,9 @@ class _OneLevel(_Classical):
         return self._plane(plane, sigma)
 
 
-_MODEL_OPTION = {"noise": one_of("model", "blind")}
+_MODEL_OPTION = {"noise": one_of("model", "blind"), "strength": number(0, 10, open_lo=True)}
+_MODEL_DEFAULTS = {"noise": "model", "strength": 1.0}
+"""``strength`` multiplies the level the method denoises at (``auto`` sweeps it)."""
 
 
 class TV(_Classical):
@@ -232,7 +235,7 @@ class NonLocalMeans(_OneLevel):
     )
     presets = {"default": Preset("h = 0.8 sigma, patch 5, distance 6, fast mode", {})}
     keeps_change = True
-    defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6, "noise": "model"}
+    defaults = {"h": 0.8, "patch_size": 5, "patch_distance": 6, **_MODEL_DEFAULTS}
     checks = {
         "h": number(0, open_lo=True),
         "patch_size": integer(1),
@@ -264,7 +267,7 @@ class Wavelet(_OneLevel):
     name = "wavelet"
     summary = "wavelet shrinkage (BayesShrink, soft thresholds), sigma from the noise model"
     presets = {"default": Preset("BayesShrink, db1, soft thresholds", {})}
-    defaults = {"noise": "model"}
+    defaults = _MODEL_DEFAULTS
     checks = _MODEL_OPTION
 
     def _plane(self, plane, sigma):
@@ -282,13 +285,18 @@ class BM3D(_OneLevel):
             "the level follows the intensity",
             {},
         ),
+        "fast": Preset(
+            "as default with block step 5 and search window 25 (step 3, window 39): 2.4x "
+            "faster, 0.07 dB lower on held-out training images",
+            {"step": 5, "window": 25},
+        ),
         "blind": Preset(
             "BM3D at the blind wavelet estimate of white noise (the usual blind BM3D)",
             {"noise": "blind"},
         ),
     }
-    defaults = {"noise": "model"}
-    checks = _MODEL_OPTION
+    defaults = {**_MODEL_DEFAULTS, "step": 3, "window": 39}
+    checks = {**_MODEL_OPTION, "step": integer(1, 8), "window": integer(9, 79)}
     halo = 24
 
     def __init__(self, **kwargs):
@@ -302,18 +310,21 @@ class BM3D(_OneLevel):
             ) from None
         super().__init__(**kwargs)
 
-    def _plane(self, plane, sigma):
+    def _bm3d(self, plane, sigma_psd):
         import bm3d
 
-        return np.asarray(bm3d.bm3d(plane, sigma_psd=max(float(sigma), 1e-6)), dtype=np.float64)
+        if not hasattr(np, "trapz"):  # bm4d 4.2.5 (bm3d's engine) still calls np.trapz on PSDs
+            np.trapz = np.trapezoid
+        profile = bm3d.BM3DProfile()
+        profile.step_ht = profile.step_wiener = int(self.options["step"])
+        profile.search_window_ht = profile.search_window_wiener = int(self.options["window"])
+        return np.asarray(bm3d.bm3d(plane, sigma_psd=sigma_psd, profile=profile), np.float64)
+
+    def _plane(self, plane, sigma):
+        return self._bm3d(plane, max(float(sigma), 1e-6))
 
     def _plane_model(self, plane, sigma):
         """BM3D for correlated noise: the model's power spectrum at level ``sigma``."""
         if not self._model.correlated:
             return self._plane(plane, sigma)
-        import bm3d
-
-        if not hasattr(np, "trapz"):  # bm4d 4.2.5 (bm3d's engine) still calls np.trapz on PSDs
-            np.trapz = np.trapezoid
-        psd = max(float(sigma), 1e-6) ** 2 * self._model.psd(plane.shape)
-        return np.asarray(bm3d.bm3d(plane, sigma_psd=psd), dtype=np.float64)
+        return self._bm3d(plane, max(float(sigma), 1e-6) ** 2 * self._model.psd(plane.shape))
