@@ -6,6 +6,11 @@ Usage::
     python benchmarks/auto_model.py run --set train [--scores model,held-out] [--cases GLOB]
     python benchmarks/auto_model.py run --set test
     python benchmarks/auto_model.py report
+    python benchmarks/auto_model.py run --set train --scores model --tag sweep \\
+        --candidates identity,wavelet,wavelet@1.4,tv:fixed,tv:calibrated,nlm,nlm@0.7,\\
+nlm@1.4,bm3d:default,bm3d:fast,bm3d:fast@0.7,bm3d:fast@1.4,ttt-mim:no-adapt,meta-tta:no-adapt
+    (and the same with ``--tag sweep+eps0.1 --eps 0.1``), then
+    python benchmarks/auto_model.py subsets   # candidate sets, from the rows' risks
 
 Images: ``--set train`` is every 20th Train400 image (the first five, 180 x 180, never a
 test image) with each noise of the quality benchmark (``quality.NOISES``: Gaussian 15, 25
@@ -63,6 +68,10 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     from napari_masked_denoise.methods.auto import parse_candidate
 
+    if args.eps is not None:
+        from napari_masked_denoise.methods import fidelity
+
+        fidelity.PROBE_EPS = args.eps
     done = {(r["score"], r["case"], r["image"]) for r in read_rows(RAW)}
     kw = dict(axes="YX", device="cpu", mode="per-tile", seed=0)
     for case, image, clean, noisy in _train_cases() if args.set == "train" else cases():
@@ -113,7 +122,7 @@ def run(args) -> None:
 
 
 def report(args) -> None:
-    rows = read_rows(RAW)
+    rows = [r for r in read_rows(RAW) if "+" not in r["score"]]  # "+sweep": for subsets
     out = [
         SECTION,
         "",
@@ -139,7 +148,82 @@ def report(args) -> None:
         out.append(_line(st, case, score, rs))
     for (st, score), rs in sorted(by_score.items(), key=lambda kv: (kv[0][0] != "train", kv[0][1])):
         out.append(_line(st, "**all**", score, rs))
+    out += [
+        "",
+        "<details><summary>Every image: estimated against true gain (score model, the "
+        "default)</summary>",
+        "",
+        "| set | case | image | choice | est. gain | true gain | est. - true |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["score"] != "model":
+            continue
+        true = r["psnr"] - r["noisy_psnr"]
+        out.append(
+            f"| {r['set']} | {r['case']} | {r['image']} | {r['choice']} "
+            f"| {r['estimated_gain_db']:+.2f} | {true:+.2f} | {r['estimated_gain_db'] - true:+.2f} |"
+        )
+    out += ["", "</details>"]
     update_section(SECTION, "\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+SUBSETS_SECTION = "## Auto: which candidates, and the probe's size"
+_BASE = (
+    "identity:default",
+    "wavelet:default",
+    "tv:fixed",
+    "tv:calibrated",
+    "nlm:default",
+    "ttt-mim:no-adapt",
+    "meta-tta:no-adapt",
+)
+SUBSETS = {
+    "fast with bm3d:default": (*_BASE, "bm3d:default"),
+    "fast with bm3d:fast (the default)": (*_BASE, "bm3d:fast"),
+    "+ bm3d:fast at 0.7x and 1.4x": (*_BASE, "bm3d:fast", "bm3d:fast@0.7", "bm3d:fast@1.4"),
+    "+ nlm at 0.7x and 1.4x": (*_BASE, "bm3d:fast", "nlm:default@0.7", "nlm:default@1.4"),
+    "every candidate (sweeps of wavelet, NLM, BM3D)": None,
+}
+
+
+def subsets(args) -> None:
+    """Every candidate set, scored from the risks of the ``sweep`` rows: one auto run
+    with all candidates gives each subset's choice (a candidate's risk does not depend
+    on the others: one probe for all)."""
+    rows = [r for r in read_rows(RAW) if r["score"].startswith("model+sweep")]
+    out = [
+        SUBSETS_SECTION,
+        "",
+        "Written by `python benchmarks/auto_model.py subsets` from the `model+sweep` rows of "
+        "`auto_model_raw.jsonl` (`run --set train --tag sweep`: 40 held-out Train400 "
+        "image-noise pairs, 2 sample crops; probe 0.1: the same with `--eps 0.1`). Each "
+        "set's choice is its candidate of least estimated risk, its PSNR that candidate's "
+        "run alone. Columns: mean PSNR minus the set's best candidate, share within 0.3 dB "
+        "of it, the worst image, and mean minus always-`bm3d:default`.",
+        "",
+        "| candidates | probe | auto - best of the set | within 0.3 dB | worst "
+        "| auto - bm3d:default |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for tag in sorted({r["score"] for r in rows}):
+        rs = [r for r in rows if r["score"] == tag]
+        for name, cands in SUBSETS.items():
+            gap, vs = [], []
+            for r in rs:
+                s = cands or tuple(r["candidates"])
+                losses = {c: r["losses"][c] for c in s if r["losses"].get(c) is not None}
+                pick = min(losses, key=losses.get)
+                gap.append(r["candidates"][pick] - max(r["candidates"][c] for c in s))
+                vs.append(r["candidates"][pick] - r["candidates"]["bm3d:default"])
+            gap = np.array(gap)
+            probe = "0.1" if "eps0.1" in tag else "0.01"
+            out.append(
+                f"| {name} | {probe} | {gap.mean():+.2f} | {np.mean(gap >= -0.3):.0%} "
+                f"| {gap.min():+.2f} | {np.mean(vs):+.2f} |"
+            )
+    update_section(SUBSETS_SECTION, "\n".join(out) + "\n")
     print("\n".join(out))
 
 
@@ -167,9 +251,11 @@ def main(argv=None) -> int:
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--candidates", default=None, help="auto's candidates (default: fast)")
     r.add_argument("--tag", default=None, help="appended to the score's name in the rows")
+    r.add_argument("--eps", type=float, default=None, help="the probe's size (PROBE_EPS)")
     sub.add_parser("report")
+    sub.add_parser("subsets")
     args = p.parse_args(argv)
-    run(args) if args.cmd == "run" else report(args)
+    {"run": run, "report": report, "subsets": subsets}[args.cmd](args)
     return 0
 
 
