@@ -123,7 +123,7 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
     Returns
     -------
     list of str
-        The ``input``, ``method``, ``time``, ``sigma`` and ``output`` lines, then
+        The ``input``, ``method``, ``time``, ``removed`` and ``output`` lines, then
         :func:`describe_report`'s.
     """
     mvox = res.voxels / 1e6
@@ -134,7 +134,8 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
         f"method   {res.method} / {res.preset} ({res.mode} mode, {where}, "
         f"{res.info['tiles']} tiles, {res.info['tiling']})",
         f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)",
-        f"sigma    {res.sigma:.6g} (robust noise estimate, input units)",
+        f"removed  sigma {res.sigma:.6g} (robust, of input - output, input units; the "
+        "noise line below is the model)",
         *noise_lines(res.info.get("noise_model")),
         f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})",
         *describe_report(res.info.get("method_report", {}), res.info["intensity_range"]),
@@ -193,10 +194,10 @@ def status_text(res, preview: bool = False) -> str:
     Returns
     -------
     str
-        ``"done: <choice>sigma S, T s; <noise model>"`` or ``"preview: ..."``.
+        ``"done: <choice>removed sigma S, T s; <noise model>"`` or ``"preview: ..."``.
     """
     line = noise_line(res.info.get("noise_model"))
     noise = "" if line is None else f"; {line}"
     if preview:
-        return f"preview: sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
-    return f"done: {choice_text(res)}sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
+        return f"preview: removed sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
+    return f"done: {choice_text(res)}removed sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
