@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -141,7 +142,37 @@ class _Bar:
             sys.stderr.write("\n")
 
 
+def _precheck(args) -> None:
+    """The paths and numbers, checked before torch is imported (a typo is reported at
+    once, not after seconds of imports)."""
+    from pathlib import Path
+
+    from .core.axes import DenoiseError
+
+    if not Path(args.input).expanduser().exists():
+        raise DenoiseError(f"input not found: {Path(args.input).expanduser()}")
+    out = Path(args.output).expanduser()
+    if not out.resolve().parent.exists():
+        raise DenoiseError(f"the folder of the output {out.resolve().parent} does not exist")
+    if args.resume and not out.exists():
+        raise DenoiseError(f"cannot resume: {out.resolve()} does not exist")
+    if out.is_file():
+        raise DenoiseError(
+            f"output {out.resolve()} is a file, not a zarr store: choose another path"
+            + (
+                " (--overwrite replaces only a store masked-denoise wrote)"
+                if args.overwrite
+                else ""
+            )
+        )
+    if args.seed < 0 or args.seed >= 2**32:
+        raise DenoiseError(f"seed must be from 0 to 2**32 - 1, got {args.seed}")
+    if args.workers is not None and args.workers < 1:
+        raise DenoiseError(f"workers must be 1 or more, not {args.workers}")
+
+
 def _run(args) -> int:
+    _precheck(args)
     from .engine import RunSettings, denoise_iter, run_to_completion
     from .engine.io import read_input
     from .report import run_summary
@@ -212,8 +243,22 @@ def main(argv=None) -> int:
             return _train(args)
         return _run(args) if args.command == "run" else _methods()
     except (DenoiseError, FileNotFoundError, FileExistsError) as exc:
-        print(f"masked-denoise: error: {exc}", file=sys.stderr)
+        print(f"masked-denoise: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: one line, the traceback on request
+        if os.environ.get("MASKED_DENOISE_TRACEBACK"):
+            raise
+        print(
+            f"masked-denoise: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set MASKED_DENOISE_TRACEBACK=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

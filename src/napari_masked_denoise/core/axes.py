@@ -77,7 +77,14 @@ def check_array(data, axes: str) -> None:
         raise DenoiseError("the image contains NaN or Inf values; replace them first")
 
 
-def check_finite(block: np.ndarray, where: str) -> None:
-    """Raise if a block read from a lazy input holds NaN/Inf."""
+def check_finite(block: np.ndarray, where: str, origin=None) -> None:
+    """Raise if a block read from a lazy input holds NaN/Inf, naming the first such
+    pixel (plane, y, x: the block's index plus ``origin``) or else ``where``."""
     if block.dtype.kind == "f" and not np.isfinite(block).all():
+        if origin is not None:
+            first = np.argwhere(~np.isfinite(block))[0]
+            at = ", ".join(
+                f"{n} {int(o) + int(i)}" for n, o, i in zip(("plane", "y", "x"), origin, first)
+            )
+            where = f"first at {at}"
         raise DenoiseError(f"the image contains NaN or Inf values ({where}); replace them first")

@@ -11,9 +11,24 @@
 - :mod:`.io`: reading zarr, TIFF and PNG inputs from paths.
 """
 
-from .run import Progress, StoreResult, denoise_iter, run_to_completion
-from .settings import RunSettings, default_tile
-from .store import open_result
+_WHERE = {
+    "Progress": "run",
+    "StoreResult": "run",
+    "denoise_iter": "run",
+    "run_to_completion": "run",
+    "RunSettings": "settings",
+    "default_tile": "settings",
+    "open_result": "store",
+}
+
+
+def __getattr__(name):  # lazy: ``engine.io`` and ``engine.lock`` load without torch
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Progress",

@@ -137,6 +137,9 @@ def _task(key, settings, plan, image, path, jobs) -> list[dict]:
     """Run ``jobs`` on this worker; returns their reports."""
     import dask
 
-    with _LOCK, dask.config.set(scheduler="sync"):  # a dask input is read in this task
+    from .lock import OutputLock
+
+    # the shared lock tells a later run that this task still writes (lock.check_no_writers)
+    with _LOCK, OutputLock(path, shared=True), dask.config.set(scheduler="sync"):
         meth, arrays = _method(key, settings, path)
         return list(run_jobs(plan, meth, image, arrays, jobs, settings.precision))

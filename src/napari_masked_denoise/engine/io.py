@@ -93,6 +93,11 @@ def _open_image(path: Path) -> InputData:
     from skimage import io as skio
 
     data = skio.imread(str(path))
+    if data.ndim == 3 and data.shape[-1] in (2, 4):
+        raise DenoiseError(
+            f"{path} has an alpha channel ({'grey' if data.shape[-1] == 2 else 'RGB'} + alpha): "
+            "denoising would change its transparency; save it without alpha"
+        )
     return InputData(
         data, "YXC" if data.ndim == 3 else "YX" if data.ndim == 2 else None, None, path
     )
@@ -107,7 +112,17 @@ def read_input(path) -> InputData:
     if p.is_dir() or suffix == ".zarr":
         return _open_zarr(p)
     if suffix in (".tif", ".tiff"):
-        return _open_tiff(p)
-    if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-        return _open_image(p)
-    raise DenoiseError(f"unsupported input format {suffix or p.name!r}; use zarr, TIFF or PNG")
+        opener, kind = _open_tiff, "TIFF"
+    elif suffix in (".png", ".jpg", ".jpeg", ".bmp"):
+        opener, kind = _open_image, suffix[1:].upper()
+    else:
+        raise DenoiseError(f"unsupported input format {suffix or p.name!r}; use zarr, TIFF or PNG")
+    if p.is_file() and p.stat().st_size == 0:
+        raise DenoiseError(f"cannot read {p}: the file is empty")
+    try:
+        return opener(p)
+    except (DenoiseError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # tifffile, imageio and PIL each raise their own types
+        msg = (str(exc).strip().splitlines() or [""])[0]
+        raise DenoiseError(f"cannot read {p} as {kind}: {type(exc).__name__}: {msg}") from None

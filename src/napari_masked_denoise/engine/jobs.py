@@ -180,7 +180,9 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
     job = plan.job(j)
     t, lay = job.tile, plan.layout
     check_finite(
-        raw, f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}"
+        raw,
+        f"planes {job.planes.start}-{job.planes.stop - 1}, y {t.y.read}, x {t.x.read}",
+        (job.planes.start, t.y.read[0], t.x.read[0]),
     )
     x = normalise(raw, plan.lo, plan.span)
     xp, ((top, _), (left, _)) = _mirrored(x, t, lay.yx, meth.align)

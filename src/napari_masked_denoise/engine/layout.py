@@ -104,10 +104,45 @@ class Layout:
 
 
 def read_block(image, idx) -> np.ndarray:
-    block = image[idx]
-    if hasattr(block, "compute"):
-        block = block.compute()
-    return np.asarray(block)
+    """``image[idx]`` as numpy; a read that fails (a corrupt or truncated chunk, a file
+    gone) is a one-line :class:`DenoiseError` naming the array and its chunks there."""
+    try:
+        block = image[idx]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        return np.asarray(block)
+    except (DenoiseError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        msg = (str(exc).strip().splitlines() or [""])[0]
+        raise DenoiseError(
+            f"cannot read the input {_where(image, idx)}: {type(exc).__name__}: {msg}"
+        ) from None
+
+
+def _where(image, idx) -> str:
+    """``"array NAME, chunks (a, b-c, ...)"`` of the region ``idx`` of ``image``."""
+    name = getattr(image, "store_path", None) or getattr(image, "name", None) or "array"
+    chunks = getattr(image, "chunks", None)
+    if not chunks or not all(isinstance(c, int | np.integer) for c in chunks):
+        return f"{name} at {_region(idx)}"
+    parts = []
+    for sl, c, n in zip(idx, chunks, image.shape):
+        if isinstance(sl, slice):
+            a, b, _ = sl.indices(n)
+            lo, hi = a // c, max(a, b - 1) // c
+        else:
+            lo = hi = int(sl) // c
+        parts.append(str(lo) if lo == hi else f"{lo}-{hi}")
+    return f"{name}, chunk ({', '.join(parts)})"
+
+
+def _region(idx) -> str:
+    return (
+        "["
+        + ", ".join(f"{s.start}:{s.stop}" if isinstance(s, slice) else str(s) for s in idx)
+        + "]"
+    )
 
 
 class PlaneReader:
@@ -208,7 +243,7 @@ def sample_crops(image, layout: Layout, align: int, n: int, size: int, seed: int
         raw = layout.to_planes(
             read_block(image, layout.index(prefix, planes, slice(y0, y0 + sy), slice(x0, x0 + sx)))
         )
-        check_finite(raw, f"sample at y {y0}, x {x0}")
+        check_finite(raw, f"sample at y {y0}, x {x0}", (planes.start, y0, x0))
         crops.append(raw[0].astype(np.float32))
         ids.append((layout.plane_ids(prefix, planes)[0], y0, x0))
     # the crops come from different places: give each its own coordinates by offsetting

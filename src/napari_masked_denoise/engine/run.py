@@ -31,6 +31,7 @@ from ..methods.base import merge_reports
 from .cluster import describe_scheduler, run_on_cluster
 from .jobs import Plan, halo_of, run_jobs
 from .layout import Layout, default_batch, norm_stats, normalise, sample_crops
+from .lock import OutputLock, check_no_writers
 from .settings import RunSettings, default_mode, method_tile
 from .store import DENOISED, NOISE_MAP, Store, jsonable
 
@@ -132,13 +133,54 @@ def denoise_iter(
     lo, hi = norm_stats(image, layout)
     noise = _noise(image, s)
     meth, device = _build(s, None if noise is None else noise.scaled(lo, hi - lo))
-    store = Store.open(output, s, _fingerprint(s, meth, image.shape, lo, hi))
+    fingerprint = _fingerprint(s, meth, image.shape, lo, hi)
+    _check_space(output, s, image.shape, len(meth.extras))
+    lock = OutputLock(output).acquire() if isinstance(output, str | os.PathLike) else None
+    try:
+        if lock is not None:
+            check_no_writers(output)
+        store = Store.open(output, s, fingerprint)
+        try:
+            return (
+                yield from _run(
+                    image, layout, s, meth, device, store, noise, (lo, hi), t0, scheduler, guessed
+                )
+            )
+        except GeneratorExit:
+            store.mark_incomplete("stopped before the end")
+            raise
+        except BaseException as exc:
+            store.mark_incomplete(_reason(exc))
+            raise
+    finally:
+        if lock is not None:
+            if scheduler is not None:
+                try:
+                    check_no_writers(output)  # removes the tasks' lock file once none holds it
+                except DenoiseError:
+                    pass
+            lock.release()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a run stopped, in one line, for the store's metadata."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _run(image, layout, s, meth, device, store, noise, norm, t0, scheduler, guessed):
+    """The run once the store is open: adapt, tile, finish."""
+    lo, hi = norm
+    axes = s.axes
     store.update_meta(noise_model=None if noise is None else noise.to_dict())
     report = yield from _adapt(image, layout, s, meth, store, (lo, hi), t0)
 
     tile = int(s.tile or method_tile(meth))  # the tiling follows what the method decided
     plan = Plan.make(layout, tile, meth, list(layout.blocks(_batch(s, layout, tile))), lo, hi)
     store.create_arrays(plan, image.shape, axes, meth.extras, s.scale)
+    store.repair(plan, meth.extras)  # a hard kill's half-added tile, taken out again
     result = StoreResult(
         group=store.group,
         axes=axes,
@@ -185,8 +227,26 @@ def _info(s: RunSettings, plan: Plan, meth, device, norm, scheduler, noise) -> d
     }
 
 
+def _check_space(output, s: RunSettings, shape, n_extras: int) -> None:
+    """A new output on disk must fit there (its arrays uncompressed)."""
+    if isinstance(output, str | os.PathLike) and not s.resume:
+        from .store import check_space
+
+        check_space(output, shape, 2 + n_extras)
+
+
 def _check(s: RunSettings, output, scheduler) -> None:
     """What the settings can only be checked against with the image's axes known."""
+    if scheduler is not None:
+        import importlib.util
+
+        digits = isinstance(scheduler, str) and scheduler.lstrip("-").isdigit()
+        if (isinstance(scheduler, int) or digits) and int(scheduler) < 1:
+            raise DenoiseError(f"workers must be 1 or more, not {scheduler}")
+        if importlib.util.find_spec("distributed") is None:
+            raise DenoiseError(
+                "a cluster run needs dask.distributed: pip install 'napari-masked-denoise[cluster]'"
+            )
     if s.scale is not None and len(s.scale) != len(s.axes):
         raise DenoiseError(f"scale has {len(s.scale)} values but the axes {s.axes!r} {len(s.axes)}")
     if scheduler is not None and not isinstance(output, str | os.PathLike):

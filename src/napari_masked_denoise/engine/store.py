@@ -10,6 +10,7 @@ chunk.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -19,16 +20,42 @@ import numpy as np
 
 from ..core.axes import DenoiseError
 
-__all__ = ["Store", "open_result", "jsonable", "ATTR", "DENOISED", "NOISE_MAP"]
+__all__ = ["Store", "open_result", "jsonable", "zarr_root", "ATTR", "DENOISED", "NOISE_MAP"]
 
 ATTR = "napari_masked_denoise"
 """The group attribute that holds the run's metadata."""
 DENOISED, NOISE_MAP = "denoised", "noise_map"
 TILES_DONE, TILE_SIGMA, METHOD_STATE = "tiles_done", "tile_sigma", "method_state"
+UNDO = "blend_undo"
+"""Blended tilings: per block, what the cores of the tile being added held before."""
+WRITING = 2
+"""A ledger entry of a blended tile whose addition may be half done (1: written)."""
 
 
 def _is_zarr_store(path: Path) -> bool:
     return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _our_meta(path: Path) -> dict | None:
+    """The run metadata of a store this tool wrote at ``path``, else ``None``."""
+    import zarr
+
+    if not _is_zarr_store(path):
+        return None
+    try:
+        meta = zarr.open_group(str(path), mode="r").attrs.get(ATTR)
+    except Exception:  # not a group, or unreadable metadata: not ours
+        return None
+    return dict(meta) if isinstance(meta, dict) else None
+
+
+def zarr_root(path: Path) -> Path | None:
+    """The outermost zarr store or group ``path`` is inside of (or is), if any."""
+    root = None
+    for p in (path, *path.parents):
+        if _is_zarr_store(p):
+            root = p
+    return root
 
 
 def _prepare_output(output, input_path, overwrite: bool, resume: bool):
@@ -42,17 +69,25 @@ def _prepare_output(output, input_path, overwrite: bool, resume: bool):
     out = Path(output).expanduser().resolve()
     if input_path is not None:
         inp = Path(input_path).expanduser().resolve()
-        if out == inp or inp in out.parents or out in inp.parents:
+        root = zarr_root(inp) or inp  # an output inside the input's zarr store changes it
+        if out == inp or root == out or root in out.parents or out in inp.parents:
             raise DenoiseError(f"output {out} would overwrite the input {inp}; choose another path")
     if out.exists() and not resume:
+        meta = _our_meta(out)
         if not overwrite:
-            raise DenoiseError(f"output {out} exists; pass overwrite (--overwrite) or resume")
-        if not (_is_zarr_store(out) or out.is_file()):
-            raise DenoiseError(f"refusing to overwrite {out}: it is not a zarr store")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
+            state = ""
+            if meta is not None and not meta.get("complete"):
+                why = meta.get("incomplete_reason")
+                state = f" and is incomplete{f' ({why})' if why else ''}"
+            raise DenoiseError(
+                f"output {out} exists{state}; pass overwrite (--overwrite) to replace it or "
+                "resume (--resume) to finish it"
+            )
+        if meta is None:  # only a store this tool wrote is ever deleted
+            raise DenoiseError(
+                f"refusing to overwrite {out}: it is not a zarr store written by masked-denoise"
+            )
+        shutil.rmtree(out)
     if resume and not out.exists():
         raise DenoiseError(f"cannot resume: {out} does not exist")
     if not out.parent.exists():
@@ -153,6 +188,16 @@ class Store:
     def create_arrays(self, plan, shape, axes: str, extras, scale) -> None:
         """The output arrays (float32, the input's shape, chunked as the plan writes them)
         and the ledger, unless they exist (a resumed run)."""
+        if not plan.exact and UNDO not in self.group:
+            names = len((DENOISED, NOISE_MAP, *extras))
+            slot = (plan.blocks[0][1].stop - plan.blocks[0][1].start) * int(np.prod(plan.core_hw))
+            self.group.create_array(
+                UNDO,
+                shape=(len(plan.blocks), names, slot),
+                chunks=(1, names, slot),
+                dtype="float32",
+                fill_value=0.0,
+            )
         if DENOISED in self.group:
             return
         chunks = plan.chunks
@@ -169,14 +214,40 @@ class Store:
 
     def writers(self, extras) -> dict:
         """The arrays a job writes, opened once (zarr re-reads metadata on every lookup)."""
-        return {
-            name: self.group[name]
-            for name in (DENOISED, NOISE_MAP, TILE_SIGMA, TILES_DONE, *extras)
-        }
+        names = (DENOISED, NOISE_MAP, TILE_SIGMA, TILES_DONE, *extras)
+        return {name: self.group[name] for name in (*names, UNDO) if name in self.group}
 
     def done(self) -> np.ndarray:
         """Which jobs the ledger lists as written, flat in job order."""
-        return np.asarray(self.group[TILES_DONE][...], dtype=bool).ravel()
+        return (np.asarray(self.group[TILES_DONE][...]) == 1).ravel()
+
+    def repair(self, plan, extras) -> int:
+        """Undo the additions a hard kill left half done (blended tilings): each such
+        tile's cores get back what they held before it, and its ledger entry is cleared,
+        so that resuming adds it exactly once. Returns how many tiles were undone."""
+        ledger = self.group[TILES_DONE]
+        torn = np.argwhere(np.asarray(ledger[...]) == WRITING)
+        if not len(torn):
+            return 0
+        arrays = self.writers(extras)
+        names = (DENOISED, NOISE_MAP, *extras)
+        for block, tile in torn:
+            job = plan.job(int(block) * len(plan.tiles) + int(tile))
+            idx = plan.layout.index(job.prefix, job.planes, *job.tile.core)
+            before = np.asarray(arrays[UNDO][int(block)])
+            for k, name in enumerate(names):
+                shape = arrays[name][idx].shape
+                arrays[name][idx] = before[k, : int(np.prod(shape))].reshape(shape)
+            ledger[int(block), int(tile)] = 0
+        return len(torn)
+
+    def mark_incomplete(self, reason: str) -> None:
+        """Say in the metadata that the run stopped, and why (never raises: the store
+        may be what failed)."""
+        try:
+            self.update_meta(complete=False, incomplete_reason=reason)
+        except Exception:
+            pass
 
     def sigma(self) -> float:
         """Median over tiles of the residual's robust noise sigma (NaN before any tile)."""
@@ -185,8 +256,11 @@ class Store:
 
     def finish(self, sigma: float, report: dict) -> None:
         """Mark the store complete, with the run's sigma and the method's report."""
+        if UNDO in self.group:
+            del self.group[UNDO]
         self.update_meta(
             complete=True,
+            incomplete_reason=None,
             sigma=sigma,
             finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
             **({"method_report": report} if report else {}),
@@ -195,15 +269,67 @@ class Store:
 
 def write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
     """Write job ``j``'s cores (assign when the tiling is exact, add when blended), then
-    its ledger entry."""
+    its ledger entry. A blended job first keeps what its cores held (:data:`UNDO`) and
+    marks its entry :data:`WRITING`, so :meth:`Store.repair` can undo a torn addition."""
+    try:
+        _write_job(plan, arrays, j, out, sigma)
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        need = sum(int(np.prod(arrays[n].shape)) * 4 for n in out)
+        raise DenoiseError(
+            f"the disk of the output is full ({exc.strerror}); the output needs about "
+            f"{_size(need)} uncompressed: free space and finish it with resume (--resume)"
+        ) from None
+
+
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    return ""
+
+
+def check_space(output, shape, n_arrays: int) -> None:
+    """Refuse (one line) an output whose arrays (float32, uncompressed) would not fit on
+    its disk, before anything is written."""
+    out = Path(output).expanduser().resolve()
+    need = int(np.prod(shape)) * 4 * n_arrays
+    parent = out if out.is_dir() else out.parent
+    if not parent.exists():
+        return  # reported by the output's own checks
+    free = shutil.disk_usage(parent).free
+    if out.is_dir():
+        free += sum(f.stat().st_size for f in out.rglob("*") if f.is_file())  # replaced
+    if need > free:
+        raise DenoiseError(
+            f"not enough disk space for {out}: it needs about {_size(need)} uncompressed, "
+            f"{_size(free)} are free"
+        )
+
+
+def _write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
     job = plan.job(j)
     idx = plan.layout.index(job.prefix, job.planes, *job.tile.core)
-    for name, val in out.items():
-        arr = arrays[name]
-        val = plan.layout.from_planes(val)
-        arr[idx] = val if plan.exact else arr[idx] + val
-    arrays[TILE_SIGMA][job.block, job.tile_index] = sigma
-    arrays[TILES_DONE][job.block, job.tile_index] = 1
+    ledger, at = arrays[TILES_DONE], (job.block, job.tile_index)
+    if plan.exact:  # assignments: a repeated job writes the same values
+        for name, val in out.items():
+            arrays[name][idx] = plan.layout.from_planes(val)
+    else:  # additions: what they add to is kept first, so a hard kill can be undone
+        before = {name: np.asarray(arrays[name][idx]) for name in out}
+        slot = np.zeros(arrays[UNDO].shape[1:], np.float32)
+        for k, name in enumerate(out):
+            slot[k, : before[name].size] = before[name].ravel()
+        arrays[UNDO][job.block] = slot
+        ledger[at] = WRITING
+        for name, val in out.items():
+            arrays[name][idx] = before[name] + plan.layout.from_planes(val)
+    arrays[TILE_SIGMA][at] = sigma
+    ledger[at] = 1
 
 
 def open_result(path) -> dict:
