@@ -24,8 +24,15 @@ def _parse_option(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, with where to read more (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="masked-denoise",
         description="Denoise microscopy and CT images and volumes with masked-image-modelling "
         "methods.",
@@ -198,6 +205,7 @@ def _run(args) -> int:
     scheduler = args.scheduler if args.workers is None else args.workers
     bar = _Bar(not args.quiet)
     t0 = time.perf_counter()
+    got = _stop_on_sigterm()
     try:
         gen = denoise_iter(inp.data, args.output, settings, scheduler=scheduler)
         res = run_to_completion(gen, bar)
@@ -207,11 +215,28 @@ def _run(args) -> int:
             f"masked-denoise: interrupted; {args.output} is incomplete, finish it with --resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + got.get("signal", 2)
     bar.close()
     for line in run_summary(res, inp.path, time.perf_counter() - t0, guessed_note):
         print(line)
     return 0
+
+
+def _stop_on_sigterm() -> dict:
+    """SIGTERM stops the run as Ctrl-C does (the store is marked interrupted, the lock
+    released); the returned dict gets the signal's number."""
+    import signal
+    import threading
+
+    got: dict = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def stop(signum, frame):
+            got["signal"] = signum
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+    return got
 
 
 def _methods() -> int:

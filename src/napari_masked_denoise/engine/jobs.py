@@ -196,8 +196,8 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
     inside = (slice(None), slice(top, top + x.shape[1]), slice(left, left + x.shape[2]))
     res = Processed(res.denoised[inside], {k: v[inside] for k, v in res.extras.items()}, res.report)
     pred = np.asarray(res.denoised, dtype=np.float32)
-    resid = (x - pred) * plan.span
-    std = local_noise_std(resid)
+    resid = x - pred  # in normalised units: squares of input units overflow float32
+    std = local_noise_std(resid) * plan.span
     cy, cx = t.core_in_read
     out = {DENOISED: pred[:, cy, cx] * plan.span + plan.lo, NOISE_MAP: std[:, cy, cx]}
     for name in meth.extras:
@@ -207,7 +207,7 @@ def compute(plan: Plan, meth, j: int, raw: np.ndarray, precision: str) -> tuple[
         out = {k: v * w for k, v in out.items()}
     return (
         out,
-        robust_sigma(resid[:, cy, cx][:, ::2, ::2]),
+        robust_sigma(resid[:, cy, cx][:, ::2, ::2]) * plan.span,
         res.report,
     )  # a quarter of the pixels is plenty
 
@@ -221,6 +221,7 @@ def run_jobs(plan: Plan, meth, image, arrays: dict, todo: list[int], precision: 
     denoises. Closing the generator (or an error) waits for the writes already handed
     over, so the ledger then lists exactly the jobs yielded.
     """
+    import threading
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -229,6 +230,17 @@ def run_jobs(plan: Plan, meth, image, arrays: dict, todo: list[int], precision: 
     if not todo:
         return
     reader = PlaneReader(image, plan)
+    failed = threading.Event()
+
+    def write(j, out, sigma):  # after a failed write no other starts: a blended one
+        if failed.is_set():  # would overwrite the undo slot the failed one needs
+            raise DenoiseError("not written: an earlier write failed")
+        try:
+            write_job(plan, arrays, j, out, sigma)
+        except BaseException:
+            failed.set()
+            raise
+
     with ThreadPoolExecutor(1) as rpool, ThreadPoolExecutor(1) as wpool:
         reads = deque(rpool.submit(reader.read, j) for j in todo[:PREFETCH])
         writes: deque = deque()
@@ -239,7 +251,7 @@ def run_jobs(plan: Plan, meth, image, arrays: dict, todo: list[int], precision: 
                     reads.append(rpool.submit(reader.read, todo[k + PREFETCH]))
                 with torch.inference_mode(meth.mode == "once"):  # not held across the yield
                     out, sigma, report = compute(plan, meth, j, raw, precision)
-                writes.append(wpool.submit(write_job, plan, arrays, j, out, sigma))
+                writes.append(wpool.submit(write, j, out, sigma))
                 while len(writes) > 2 or (writes and writes[0].done()):
                     writes.popleft().result()
                 yield report

@@ -305,7 +305,15 @@ def _adapt(
         return {}
     state = store.method_state()
     if state is not None:
-        meth.load_state_bytes(state)
+        try:
+            meth.load_state_bytes(state)
+        except (DenoiseError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a damaged or foreign state: never trusted further
+            raise DenoiseError(
+                f"the adapted state saved in {store.path or 'the output'} cannot be read "
+                f"({type(exc).__name__}); replace the output (overwrite) instead of resuming"
+            ) from None
         return dict(store.meta.get("adapt_report") or {})
     sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
     report = yield from _progress(

@@ -355,6 +355,6 @@ class Method:
 
     @staticmethod
     def _torch_state(data: bytes) -> dict:
-        import torch
+        from ..weights import load_tensors
 
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        return load_tensors(data, "the adapted state saved in the output (method_state)")

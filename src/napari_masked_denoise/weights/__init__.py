@@ -35,8 +35,6 @@ def manifest(name: str) -> dict:
 
 def load_state(name_or_path: str) -> tuple[dict, dict]:
     """``(state_dict, manifest entry)`` for a shipped name or a ``.pt`` file with a ``.json`` beside it."""
-    import torch
-
     from ..core.axes import DenoiseError
 
     p = Path(name_or_path)
@@ -44,14 +42,36 @@ def load_state(name_or_path: str) -> tuple[dict, dict]:
         if not p.exists():
             raise FileNotFoundError(f"weights file {p} does not exist")
         side = p.with_suffix(".json")
-        entry = json.loads(side.read_text()) if side.exists() else {}
+        try:
+            entry = json.loads(side.read_text()) if side.exists() else {}
+        except ValueError:
+            raise DenoiseError(f"the manifest {side} beside the weights is not JSON") from None
     else:
         entry = manifest(name_or_path)
         p = HERE / entry["file"]
     data = p.read_bytes()
     if entry.get("sha256") and hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise DenoiseError(f"weights file {p} does not match the sha256 in its manifest")
-    import io
+    return load_tensors(data, f"weights file {p}"), entry
 
-    state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    return state, entry
+
+def load_tensors(data: bytes, what: str) -> dict:
+    """A state dict of tensors from ``data``, loaded without running any code from it;
+    anything else is a one-line :class:`DenoiseError` saying what ``what`` is."""
+    import io
+    import pickle
+
+    import torch
+
+    from ..core.axes import DenoiseError
+
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise DenoiseError(
+            f"{what} is not a plain state dict of tensors: loading it could run code, so it "
+            "is refused"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        msg = (str(exc).strip().splitlines() or [""])[0]
+        raise DenoiseError(f"{what} is not a readable PyTorch file ({msg})") from None
