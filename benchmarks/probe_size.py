@@ -18,7 +18,7 @@ from skimage import img_as_float, io
 
 np.trapz = np.trapezoid  # bm4d 4.2.5 still calls it
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-files = sorted(glob.glob('str(DATA / "train" / "Train400" / "*")'))[3::50][:6]
+files = sorted(glob.glob(str(DATA / "train" / "Train400" / "*")))[3::50][:6]
 rng = np.random.default_rng(5)
 
 
