@@ -343,6 +343,7 @@ def report(args) -> None:
             "masked transformer, attention mask on",
             "zero-shot stop",
             "zero-shot real-stop",
+            N2V,
         )
         and not any(v in m for v in TTT_VARIANTS)
     ]
@@ -440,6 +441,8 @@ def report(args) -> None:
         + _mit_report(case_order, cell, rows)
         + "\n"
         + _stop_report(by, case_order)
+        + "\n"
+        + _n2v_report(by, case_order)
     )
     _plot(rows, present, case_order, cell, med_t)
     threads = sorted({r["threads"] for r in rows})
@@ -657,6 +660,34 @@ def _mit_report(case_order, cell, rows) -> str:
         "- Median s / image: " + ", ".join(f"{m} {med(m):.2f}" for m in MIT_ROWS) + ".",
     ]
     return "\n".join(out) + "\n"
+
+
+N2V = "Noise2Void (careamics)"
+N2V_PEERS = ("noisy input", "BM3D with the noise model", "TV (weight 0.1)", "NLM", "TTT-MIM fast")
+
+
+def _n2v_report(by, case_order) -> str:
+    """Noise2Void against peers on the images it ran on (the first of each case)."""
+    cases = [c for c in case_order if (c, N2V) in by]
+    if not cases:
+        return ""
+    head = "| case | image | " + " | ".join((N2V, *N2V_PEERS)) + " | N2V seconds |"
+    lines = [
+        "### Noise2Void (careamics), the peer trained on the image itself",
+        "",
+        "The first image of each case (Noise2Void's rows are on those only); PSNR dB.",
+        "",
+        head,
+        "|---|---|" + "---:|" * (len(N2V_PEERS) + 2),
+    ]
+    for c in cases:
+        r = by[(c, N2V)][0]
+        vals = []
+        for m in (N2V, *N2V_PEERS):
+            same = [x for x in by.get((c, m), []) if x["image"] == r["image"]]
+            vals.append(f"{same[0]['psnr']:.2f}" if same else "")
+        lines.append(f"| {c} | {r['image']} | " + " | ".join(vals) + f" | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _stop_report(by, case_order) -> str:
