@@ -53,6 +53,8 @@ sys.path.insert(0, str(HERE))
 from _common import RESULTS, read_rows, update_section  # noqa: E402
 from volume import machine, noisy_slab, run_cli  # noqa: E402
 
+from napari_masked_denoise.engine.store import output_array  # noqa: E402
+
 RAW = HERE / "speed_raw.jsonl"
 SECTION = "## Speed and memory against volume size"
 YX = 1024
@@ -228,8 +230,8 @@ def run_cluster(args) -> None:
         res = run_cli(_cli(inp, out, name, preset, extra), work)
         walls[label] = (res["wall_s"], res["cli_s"], res["maxrss_kib"] / 1024)
         print(f"{label}: {res['wall_s']:.1f} s wall, {res['cli_s']:.1f} s engine", flush=True)
-    a = zarr.open_group(str(work / "out_single.zarr"), mode="r")["denoised"]
-    b = zarr.open_group(str(work / "out_workers2.zarr"), mode="r")["denoised"]
+    a = output_array(zarr.open_group(str(work / "out_single.zarr"), mode="r"), "denoised")
+    b = output_array(zarr.open_group(str(work / "out_workers2.zarr"), mode="r"), "denoised")
     diff = max(
         float(np.abs(a[z : z + SLAB] - b[z : z + SLAB]).max()) for z in range(0, a.shape[0], SLAB)
     )

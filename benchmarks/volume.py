@@ -52,6 +52,8 @@ RESULTS = HERE / "RESULTS.md"
 sys.path.insert(0, str(HERE))
 from _common import update_section  # noqa: E402
 
+from napari_masked_denoise.engine.store import output_array  # noqa: E402
+
 SECTION = "## Volume throughput and memory (CLI)"
 
 SLAB = 8  # slices generated / evaluated at a time
@@ -235,7 +237,7 @@ def bench_size(n_slices: int, yx: int, args, work: Path) -> dict:
     res = run_cli(cmd, folder)
     print(res["stdout"].rstrip(), flush=True)
     group = zarr.open_group(str(out), mode="r")
-    q = psnr_slabwise(clean_p, noisy_p, group["denoised"])
+    q = psnr_slabwise(clean_p, noisy_p, output_array(group, "denoised"))
     vox = float(np.prod(shape))
     row = {
         "shape": shape,

@@ -4,6 +4,7 @@ import tifffile
 import zarr
 
 from napari_masked_denoise.cli import main
+from napari_masked_denoise.engine.store import output_array
 
 FAST = ["--method", "zero-shot", "-o", "iterations=3", "-o", "fill_passes=1", "-q"]
 
@@ -29,7 +30,9 @@ def test_run_on_zarr_prints_a_summary(volume_store, tmp_path, capsys):
     for word in ("shape (3, 48, 40)", "axes ZYX", "Mvoxel/s", "sigma", "once mode"):
         assert word in text
     g = zarr.open_group(str(out), mode="r")
-    assert g["denoised"].shape == (3, 48, 40) and g["noise_map"].shape == (3, 48, 40)
+    assert output_array(g, "denoised").shape == (3, 48, 40) and output_array(
+        g, "noise_map"
+    ).shape == (3, 48, 40)
 
 
 def test_run_on_ome_zarr_uses_level_0_axes_and_scale(tmp_path):
@@ -59,7 +62,7 @@ def test_run_on_ome_zarr_uses_level_0_axes_and_scale(tmp_path):
         }
     ]
     assert main(["run", str(p), str(tmp_path / "o.zarr"), *FAST]) == 0
-    out = zarr.open_group(str(tmp_path / "o.zarr"), mode="r")["denoised"]
+    out = output_array(zarr.open_group(str(tmp_path / "o.zarr"), mode="r"), "denoised")
     assert out.shape == (2, 40, 40) and out.attrs["scale"] == [2.0, 0.5, 0.5]
 
 
@@ -72,7 +75,7 @@ def test_run_on_tiff_and_png(tmp_path):
     for name in ("a.tif", "b.png"):
         out = tmp_path / f"{name}.zarr"
         assert main(["run", str(tmp_path / name), str(out), *FAST]) == 0
-        assert zarr.open_group(str(out), mode="r")["denoised"].shape == (40, 36)
+        assert output_array(zarr.open_group(str(out), mode="r"), "denoised").shape == (40, 36)
 
 
 def test_resume_and_overwrite(volume_store, tmp_path, capsys):

@@ -27,6 +27,7 @@ import zarr
 from napari_masked_denoise.cli import main
 from napari_masked_denoise.engine import open_result
 from napari_masked_denoise.engine.lock import OutputLock
+from napari_masked_denoise.engine.store import output_array
 
 TV = ["--method", "tv", "--preset", "fixed", "-q"]
 BLENDED = [*TV, "--tile", "32"]  # TV's tilings are blended: additions into the output
@@ -66,7 +67,9 @@ def assert_no_output_or_incomplete(out: Path):
 def denoised(out: Path) -> np.ndarray:
     g = zarr.open_group(str(out), mode="r")
     assert g.attrs["napari_masked_denoise"]["complete"] is True
-    return np.asarray(g["denoised"][...]), np.asarray(g["noise_map"][...])
+    return np.asarray(output_array(g, "denoised")[...]), np.asarray(
+        output_array(g, "noise_map")[...]
+    )
 
 
 @pytest.fixture
@@ -434,8 +437,8 @@ def test_a_tampered_resume_state_is_refused(image, tmp_path, capsys, monkeypatch
     assert main(["run", *map(str, args)]) == 0
     g = zarr.open_group(str(out), mode="r+")
     evil = np.frombuffer(pickle.dumps(_Evil()), np.uint8)
-    del g["method_state"]
-    g.create_array("method_state", shape=evil.shape, dtype="uint8")[:] = evil
+    del g["masked_denoise/method_state"]
+    g["masked_denoise"].create_array("method_state", shape=evil.shape, dtype="uint8")[:] = evil
     g.attrs["napari_masked_denoise"] = {**g.attrs["napari_masked_denoise"], "complete": False}
     rc, err = run_cli(["run", *args, "--resume"], capsys)
     assert_one_line_error(rc, err)
@@ -464,7 +467,7 @@ def test_a_full_disk_mid_run_is_one_line_and_resume_finishes(
     real, calls = _local._put, {"n": 0}
 
     def full(path, value, *a, **k):
-        if "/denoised/c/" in str(path).replace(os.sep, "/"):
+        if "o.zarr/0/c/" in str(path).replace(os.sep, "/"):  # the denoised image's chunks
             calls["n"] += 1
             if calls["n"] > 4:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -582,7 +585,7 @@ def test_kill_9_at_a_random_instant_then_resume(tmp_path, seed):
         [sys.executable, "-m", "napari_masked_denoise.cli", "run", *map(str, args)],
         stderr=subprocess.PIPE,
     )
-    ledger = tmp_path / "o.zarr" / "tiles_done"
+    ledger = tmp_path / "o.zarr" / "masked_denoise" / "tiles_done"
     t0 = time.monotonic()
     while not ledger.exists() and child.poll() is None and time.monotonic() - t0 < 120:
         time.sleep(0.05)

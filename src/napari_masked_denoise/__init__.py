@@ -14,6 +14,7 @@ from ._version import __version__
 __all__ = [
     "denoise",
     "denoise_to_zarr",
+    "denoise_layer",
     "DenoiseResult",
     "DenoiseError",
     "list_methods",
@@ -24,7 +25,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("denoise", "denoise_to_zarr", "DenoiseResult", "list_methods"):
+    if name in ("denoise", "denoise_to_zarr", "denoise_layer", "DenoiseResult", "list_methods"):
         from . import api
 
         return getattr(api, name)

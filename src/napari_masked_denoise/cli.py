@@ -196,6 +196,8 @@ def _run(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         scale=inp.scale,
+        units=inp.units,
+        translation=inp.translation,
         input_path=inp.path,
         options=dict(args.option),
         precision=args.precision,

@@ -9,6 +9,16 @@ import pytest
 
 from napari_masked_denoise._napari.widget import DenoiseWidget, layer_axes
 
+
+def named(viewer, prefix: str):
+    """The result layer ``prefix (method)``."""
+    return next(ly for ly in viewer.layers if ly.name.startswith(prefix + " ("))
+
+
+def has(viewer, prefix: str) -> bool:
+    return any(ly.name.startswith(prefix + " (") for ly in viewer.layers)
+
+
 PLUGIN = "napari-masked-denoise"
 TIMEOUT = 20_000  # ms
 
@@ -63,11 +73,11 @@ def test_run_adds_denoised_and_noise_map(viewer_widget, qtbot):
     widget.set_layer("img")
     widget.run_button.clicked.emit()
     qtbot.waitUntil(
-        lambda: "img denoised" in viewer.layers and "img noise map" in viewer.layers,
+        lambda: has(viewer, "img denoised") and has(viewer, "img noise map"),
         timeout=TIMEOUT,
     )
     _wait_idle(qtbot, widget)
-    den, nmap = viewer.layers["img denoised"], viewer.layers["img noise map"]
+    den, nmap = named(viewer, "img denoised"), named(viewer, "img noise map")
     assert den.data.shape == nmap.data.shape == (64, 64)
     np.testing.assert_allclose(den.scale, (0.5, 2.0))
     np.testing.assert_allclose(nmap.translate, (3, 4))
@@ -83,8 +93,8 @@ def test_run_volume_keeps_shape(viewer_widget, qtbot):
     widget.set_layer("vol")
     widget.run()
     _wait_idle(qtbot, widget)
-    assert viewer.layers["vol denoised"].data.shape == (4, 64, 64)
-    assert viewer.layers["vol noise map"].data.shape == (4, 64, 64)
+    assert named(viewer, "vol denoised").data.shape == (4, 64, 64)
+    assert named(viewer, "vol noise map").data.shape == (4, 64, 64)
     assert widget.last_result.axes == "ZYX"
 
 
@@ -126,14 +136,14 @@ def test_large_layer_goes_to_a_lazy_zarr_store(viewer_widget, qtbot, monkeypatch
     res = widget.last_result
     try:
         assert res is not None and res.path is not None and res.path.endswith(".zarr")
-        den = viewer.layers["big denoised"].data
+        den = named(viewer, "big denoised").data
         assert isinstance(den, zarr.Array) and den.shape == (2, 64, 64)
-        assert viewer.layers["big noise map"].metadata["store"] == res.path
+        assert named(viewer, "big noise map").metadata["store"] == res.path
         # the temporary store lives as long as a layer reads it
         folder = Path(res.path).parent
-        viewer.layers.remove("big denoised")
+        viewer.layers.remove(named(viewer, "big denoised"))
         assert folder.exists()
-        viewer.layers.remove("big noise map")
+        viewer.layers.remove(named(viewer, "big noise map"))
         assert not folder.exists()
     finally:
         shutil.rmtree(Path(res.path).parent, ignore_errors=True)
@@ -205,7 +215,7 @@ def test_a_zarr_layer_is_read_tile_by_tile_while_the_viewer_stays_live(
         assert any(ticks), "the GUI thread handled no event while the worker ran"
         tile_block = 6 * (48 + 2 * res.info["halo"] + 8) ** 2  # a tile's planes, halo, alignment
         assert reads and max(reads) <= tile_block < vol.size / 4
-        den = viewer.layers["vol denoised"].data
+        den = named(viewer, "vol denoised").data
         assert isinstance(den, zarr.Array) and den.shape == vol.shape
     finally:
         for name in ("vol denoised", "vol noise map"):
@@ -222,9 +232,9 @@ def test_run_multiscale_and_rgb(viewer_widget, qtbot):
         widget.set_layer(name)
         widget.run()
         _wait_idle(qtbot, widget)
-        assert viewer.layers[f"{name} denoised"].data.shape == shape
-        assert viewer.layers[f"{name} noise map"].data.shape == shape
-    assert viewer.layers["rgb denoised"].rgb
+        assert named(viewer, f"{name} denoised").data.shape == shape
+        assert named(viewer, f"{name} noise map").data.shape == shape
+    assert named(viewer, "rgb denoised").rgb
     assert widget.last_result.axes == "YXC"
 
 
@@ -343,8 +353,8 @@ def test_ttt_mim_runs_and_previews_from_the_widget(viewer_widget, qtbot):
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "ttt-mim" and widget.last_result.complete
-    assert viewer.layers["vol denoised"].data.shape == (3, 64, 64)
-    assert float(np.std(viewer.layers["vol denoised"].data)) < float(
+    assert named(viewer, "vol denoised").data.shape == (3, 64, 64)
+    assert float(np.std(named(viewer, "vol denoised").data)) < float(
         np.std(viewer.layers["vol"].data)
     )
     widget.preview()
@@ -367,7 +377,7 @@ def test_meta_tta_adds_the_loss_mask_layer_on_request(viewer_widget, qtbot):
     widget.mask_check.value = True
     widget.run()
     _wait_idle(qtbot, widget)
-    mask = viewer.layers["vol loss mask"].data
+    mask = named(viewer, "vol loss mask").data
     assert mask.shape == (2, 64, 64) and 0.0 <= float(np.min(mask)) and float(np.max(mask)) <= 1.0
     widget.preview()
     _wait_idle(qtbot, widget)
@@ -395,7 +405,7 @@ def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "masked-transformer" and widget.last_result.complete
-    assert viewer.layers["vol denoised"].data.shape == (2, 64, 64)
+    assert named(viewer, "vol denoised").data.shape == (2, 64, 64)
 
 
 def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
@@ -408,7 +418,7 @@ def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
     widget.set_layer("vol")
     widget.run()
     _wait_idle(qtbot, widget)
-    rep = viewer.layers["vol denoised"].metadata["method_report"]
+    rep = named(viewer, "vol denoised").metadata["method_report"]
     assert rep["choice"] in ("wavelet:default", "tv:fixed")
     assert widget.status.value.startswith(f"done: auto chose {rep['choice']}")
 

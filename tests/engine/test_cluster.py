@@ -5,6 +5,7 @@ import pytest
 import zarr
 
 from napari_masked_denoise.engine import denoise_iter, open_result, run_to_completion
+from napari_masked_denoise.engine.store import output_array
 
 pytest.importorskip("distributed")
 
@@ -57,9 +58,9 @@ def test_cluster_run_writes_the_same_store_as_a_single_process(tmp_path, client,
     )  # 2 blocks of 2 x 3 tiles
     assert multi.complete and open_result(tmp_path / "many.zarr")["complete"] is True
     g = zarr.open_group(str(tmp_path / "many.zarr"), mode="r")
-    assert g["tiles_done"][...].all()
-    np.testing.assert_allclose(g["denoised"][...], single.denoised[...], atol=1e-5)
-    np.testing.assert_allclose(g["noise_map"][...], single.noise_map[...], atol=1e-5)
+    assert output_array(g, "tiles_done")[...].all()
+    np.testing.assert_allclose(output_array(g, "denoised")[...], single.denoised[...], atol=1e-5)
+    np.testing.assert_allclose(output_array(g, "noise_map")[...], single.noise_map[...], atol=1e-5)
     assert multi.sigma == pytest.approx(single.sigma, rel=1e-4)
     np.testing.assert_array_equal(src[...], vol)  # input untouched
 
@@ -112,8 +113,8 @@ def test_cli_with_local_worker_processes(tmp_path, capsys):
     assert main(["run", *args[:1], str(tmp_path / "two.zarr"), *args[1:], "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "cluster local, 2 processes" in out
-    one = zarr.open_group(str(tmp_path / "one.zarr"), mode="r")["denoised"][...]
-    two = zarr.open_group(str(tmp_path / "two.zarr"), mode="r")["denoised"][...]
+    one = output_array(zarr.open_group(str(tmp_path / "one.zarr"), mode="r"), "denoised")[...]
+    two = output_array(zarr.open_group(str(tmp_path / "two.zarr"), mode="r"), "denoised")[...]
     np.testing.assert_allclose(two, one, atol=1e-5)
 
 

@@ -5,6 +5,7 @@ import pytest
 import zarr
 
 from napari_masked_denoise.engine import denoise_iter, open_result, run_to_completion
+from napari_masked_denoise.engine.store import output_array
 
 FAST = {"iterations": 4, "fill_passes": 2}
 
@@ -33,13 +34,13 @@ def test_zarr_in_zarr_out_keeps_axes_scale_and_marks_complete(tmp_path):
     src[:] = vol
     res = _run(src, tmp_path / "out.zarr", axes="ZCYX", tile=32, scale=[2.0, 1.0, 0.5, 0.5])
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
-    assert g["denoised"].shape == g["noise_map"].shape == vol.shape
-    assert g["denoised"].dtype == np.float32
-    assert g["denoised"].attrs["axes"] == "ZCYX"
-    assert g["denoised"].attrs["scale"] == [2.0, 1.0, 0.5, 0.5]
+    assert output_array(g, "denoised").shape == output_array(g, "noise_map").shape == vol.shape
+    assert output_array(g, "denoised").dtype == np.float32
+    assert output_array(g, "denoised").attrs["axes"] == "ZCYX"
+    assert output_array(g, "denoised").attrs["scale"] == [2.0, 1.0, 0.5, 0.5]
     meta = open_result(tmp_path / "out.zarr")
     assert meta["complete"] is True and np.isfinite(meta["sigma"])
-    assert res.complete and g["tiles_done"][:].all()
+    assert res.complete and output_array(g, "tiles_done")[:].all()
     np.testing.assert_array_equal(src[:], vol)  # input untouched
 
 
@@ -66,7 +67,7 @@ def test_cancel_then_resume_equals_uninterrupted(tmp_path, mode):
     gen.close()
     meta = open_result(tmp_path / "part.zarr")
     assert meta["complete"] is False
-    assert zarr.open_group(str(tmp_path / "part.zarr"))["tiles_done"][:].sum() == 3
+    assert output_array(zarr.open_group(str(tmp_path / "part.zarr")), "tiles_done")[:].sum() == 3
 
     gen = denoise_iter(
         vol, tmp_path / "part.zarr", method="zero-shot", options=FAST, resume=True, **kw

@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 from napari_masked_denoise.engine import RunSettings, denoise_iter, open_result, run_to_completion
+from napari_masked_denoise.engine.store import output_array
 from napari_masked_denoise.methods import _REGISTRY
 from napari_masked_denoise.methods.identity import Identity
 
@@ -85,7 +86,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch
     seen = [next(gen) for _ in range(5)]
     gen.close()
     assert seen[-1].stage == "tiles" and not open_result(tmp_path / "out.zarr")["complete"]
-    done = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["tiles_done"][...]
+    done = output_array(zarr.open_group(str(tmp_path / "out.zarr"), mode="r"), "tiles_done")[...]
     assert 0 < done.sum() < done.size
     res = _run(img, tmp_path / "out.zarr", settings.replace(resume=True))
     assert res.complete

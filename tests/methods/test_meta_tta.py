@@ -8,6 +8,7 @@ import torch
 
 from napari_masked_denoise.core.axes import DenoiseError
 from napari_masked_denoise.core.masks import Coords
+from napari_masked_denoise.engine.store import output_array
 from napari_masked_denoise.methods import get_method
 from napari_masked_denoise.nets.meta import MetaNet, aux_loss, binarised, inner_steps
 
@@ -210,7 +211,7 @@ def test_engine_stores_the_loss_mask_and_tiled_equals_untiled(tmp_path):
     np.testing.assert_allclose(b.denoised[...], a.denoised[...], atol=1e-4)
     np.testing.assert_allclose(b.extras["loss_mask"][...], a.extras["loss_mask"][...], atol=1e-5)
     g = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")
-    m = g["loss_mask"][...]
+    m = output_array(g, "loss_mask")[...]
     assert m.shape == img.shape and set(np.unique(m)) <= {
         0.0,
         1.0,
@@ -296,6 +297,7 @@ def test_cli_runs_meta_tta_with_the_mask(noisy_zarr_volume, tmp_path, capsys):
     assert "loss_mask" in capsys.readouterr().out
     g = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
     assert (
-        g.attrs["napari_masked_denoise"]["complete"] is True and g["loss_mask"].shape == vol.shape
+        g.attrs["napari_masked_denoise"]["complete"] is True
+        and output_array(g, "loss_mask").shape == vol.shape
     )
-    assert float(np.std(g["denoised"][:])) < float(np.std(vol))
+    assert float(np.std(output_array(g, "denoised")[:])) < float(np.std(vol))

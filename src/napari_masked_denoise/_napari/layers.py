@@ -100,22 +100,43 @@ def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
         "method_report": res.info.get("method_report", {}),
     }
     common = {"scale": layer.scale, "translate": layer.translate, "rgb": layer.rgb}
-    viewer.add_image(den, name=f"{layer.name} denoised", metadata=dict(meta), **common)
-    if not layer.rgb:
-        common["colormap"] = "magma"
-    viewer.add_image(nmap, name=f"{layer.name} noise map", metadata=dict(meta), **common)
-    if not layer.rgb:
-        common["colormap"] = "gray"
-    for key, arr in res.extras.items():  # e.g. meta-TTA's loss mask
+    label = _label(res)
+    # below the result and hidden: the noise map and any extra (meta-TTA's loss mask)
+    extra = {} if layer.rgb else {"colormap": "magma"}
+    viewer.add_image(
+        nmap,
+        name=f"{layer.name} noise map ({label})",
+        metadata=dict(meta),
+        visible=False,
+        **common,
+        **extra,
+    )
+    for key, arr in res.extras.items():
         data = np.asarray(arr[...]) if in_memory else arr
         viewer.add_image(
             data,
-            name=f"{layer.name} {key.replace('_', ' ')}",
+            name=f"{layer.name} {key.replace('_', ' ')} ({label})",
             metadata=dict(meta),
-            opacity=0.5,
-            blending="additive",
+            visible=False,
             **common,
         )
+    # the result on top, visible, in the input's contrast
+    den_kw = {"contrast_limits": layer.contrast_limits} if not layer.rgb else {}
+    viewer.add_image(
+        den,
+        name=f"{layer.name} denoised ({label})",
+        metadata=dict(meta),
+        **common,
+        **den_kw,
+    )
+
+
+def _label(res: StoreResult) -> str:
+    """The method that made a result, in a layer's name (``auto``'s choice when it chose)."""
+    choice = (res.info.get("method_report") or {}).get("choice")
+    if res.method == "auto":
+        return f"auto: {choice}" if choice else "auto"
+    return f"{res.method} {res.preset}" if res.preset else res.method
 
 
 def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> None:

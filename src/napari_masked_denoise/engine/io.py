@@ -22,6 +22,8 @@ class InputData:
     axes: str | None
     scale: list[float] | None
     path: Path
+    units: list[str | None] | None = None
+    translation: list[float] | None = None
 
 
 def _axes_from_names(names) -> str | None:
@@ -40,6 +42,11 @@ def _open_zarr(path: Path) -> InputData:
         raise DenoiseError(f"cannot open {path} as zarr: {exc}") from None
     if isinstance(node, zarr.Group):
         attrs = dict(node.attrs)
+        if "napari_masked_denoise" in attrs:
+            raise DenoiseError(
+                f"{path} is a masked-denoise output; to denoise its result again name its "
+                f"full-resolution level, {path}/0"
+            )
         ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
         if ms:  # OME-Zarr: level 0, axes and scale from the metadata
             m = ms[0]
@@ -48,11 +55,14 @@ def _open_zarr(path: Path) -> InputData:
             axes = _axes_from_names(
                 [a["name"] if isinstance(a, dict) else a for a in m.get("axes", [])]
             )
-            scale = None
+            scale = translation = None
             for tr in ds.get("coordinateTransformations", []):
                 if tr.get("type") == "scale":
                     scale = [float(s) for s in tr["scale"]]
-            return InputData(arr, axes, scale, path)
+                if tr.get("type") == "translation":
+                    translation = [float(t) for t in tr["translation"]]
+            units = [a.get("unit") if isinstance(a, dict) else None for a in m.get("axes", [])]
+            return InputData(arr, axes, scale, path, units if any(units) else None, translation)
         arrays = [k for k, _ in node.arrays()]
         if "denoised" in arrays:
             raise DenoiseError(

@@ -33,7 +33,7 @@ from .jobs import Plan, halo_of, run_jobs
 from .layout import Layout, default_batch, norm_stats, normalise, sample_crops
 from .lock import OutputLock, check_no_writers
 from .settings import RunSettings, default_mode, method_tile
-from .store import DENOISED, NOISE_MAP, Store, jsonable
+from .store import DENOISED, NOISE_MAP, Store, jsonable, output_array
 
 __all__ = ["Progress", "StoreResult", "denoise_iter", "run_to_completion"]
 
@@ -79,16 +79,17 @@ class StoreResult:
 
     @property
     def denoised(self):
-        return self.group[DENOISED]
+        """The denoised image (full resolution; the pyramid's level 0)."""
+        return output_array(self.group, DENOISED)
 
     @property
     def noise_map(self):
-        return self.group[NOISE_MAP]
+        return output_array(self.group, NOISE_MAP)
 
     @property
     def extras(self) -> dict:
         """Extra per-pixel outputs of the method (e.g. meta-TTA's ``loss_mask``), by name."""
-        return {name: self.group[name] for name in self.info.get("extras", ())}
+        return {name: output_array(self.group, name) for name in self.info.get("extras", ())}
 
     @property
     def voxels(self) -> int:
@@ -179,7 +180,7 @@ def _run(image, layout, s, meth, device, store, noise, norm, t0, scheduler, gues
 
     tile = int(s.tile or method_tile(meth))  # the tiling follows what the method decided
     plan = Plan.make(layout, tile, meth, list(layout.blocks(_batch(s, layout, tile))), lo, hi)
-    store.create_arrays(plan, image.shape, axes, meth.extras, s.scale)
+    store.create_arrays(plan, image.shape, axes, meth.extras, s)
     store.repair(plan, meth.extras)  # a hard kill's half-added tile, taken out again
     result = StoreResult(
         group=store.group,

@@ -54,6 +54,9 @@ class RunSettings:
         Continue an incomplete store / replace an existing one.
     scale : tuple of float, optional
         Pixel size per axis, kept as metadata.
+    units, translation : tuple, optional
+        Per axis, the input's physical units and offset (from its OME-Zarr metadata),
+        written into the output's.
     input_path : str, optional
         The input's path, kept as metadata and checked against the output.
     options : dict
@@ -78,6 +81,8 @@ class RunSettings:
     overwrite: bool = False
     scale: tuple[float, ...] | None = None
     input_path: str | None = None
+    units: tuple[str | None, ...] | None = None
+    translation: tuple[float, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     precision: str = "float32"
     compile: bool = False
@@ -120,6 +125,10 @@ class RunSettings:
             "seed": int(self.seed),
             "tile": None if self.tile is None else int(self.tile),
             "scale": None if self.scale is None else tuple(float(s) for s in self.scale),
+            "units": None if self.units is None else tuple(self.units),
+            "translation": (
+                None if self.translation is None else tuple(float(t) for t in self.translation)
+            ),
             "input_path": None if self.input_path is None else os.fspath(self.input_path),
         }
         for key, value in set_.items():

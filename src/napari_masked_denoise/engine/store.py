@@ -26,10 +26,37 @@ ATTR = "napari_masked_denoise"
 """The group attribute that holds the run's metadata."""
 DENOISED, NOISE_MAP = "denoised", "noise_map"
 TILES_DONE, TILE_SIGMA, METHOD_STATE = "tiles_done", "tile_sigma", "method_state"
+BOOK = "masked_denoise"
+"""The sub-group of the run's bookkeeping (ledger, adaptation, undo), which viewers
+ignore; the image itself is the group's OME-Zarr multiscale image."""
 UNDO = "blend_undo"
 """Blended tilings: per block, what the cores of the tile being added held before."""
 WRITING = 2
 """A ledger entry of a blended tile whose addition may be half done (1: written)."""
+
+
+_BOOKKEEPING = (TILES_DONE, TILE_SIGMA, METHOD_STATE, UNDO)
+
+
+def key(name: str, level: int = 0) -> str:
+    """Where array ``name`` (at pyramid ``level``) lies in an output group: the denoised
+    image's levels at ``0``, ``1``... (the group is its OME-Zarr image), the noise map's
+    and extras' in sub-groups of their name, bookkeeping under :data:`BOOK`."""
+    if name in _BOOKKEEPING:
+        return f"{BOOK}/{name}"
+    return str(level) if name == DENOISED else f"{name}/{level}"
+
+
+def _legacy(group) -> bool:
+    """Whether ``group`` has the layout before OME-Zarr (arrays by name at its root)."""
+    import zarr
+
+    return DENOISED in group and isinstance(group[DENOISED], zarr.Array)
+
+
+def output_array(group, name: str, level: int = 0):
+    """Array ``name`` of an output group (either layout)."""
+    return group[name] if _legacy(group) else group[key(name, level)]
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -121,6 +148,17 @@ class Store:
     def __init__(self, group, path: str | None):
         self.group, self.path = group, path
 
+    def _get(self, name: str, level: int = 0):
+        return output_array(self.group, name, level)
+
+    def _has(self, name: str) -> bool:
+        return (name if _legacy(self.group) else key(name)) in self.group
+
+    def _create(self, name: str, level: int = 0, **kw):
+        parent, _, leaf = key(name, level).rpartition("/")
+        group = self.group.require_group(parent) if parent else self.group
+        return group.create_array(leaf, **kw)
+
     @classmethod
     def open(cls, output, settings, fingerprint: dict) -> Store:
         """Create the store (``overwrite`` replacing an old one), or reopen it to resume
@@ -146,6 +184,9 @@ class Store:
             "complete": False,
             "axes": settings.axes,
             "scale": list(settings.scale) if settings.scale is not None else None,
+            "translation": (
+                list(settings.translation) if settings.translation is not None else None
+            ),
             "input": settings.input_path,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -175,57 +216,75 @@ class Store:
     # -- the adaptation --------------------------------------------------------------------
     def method_state(self) -> bytes | None:
         """The adapted state an earlier run of these settings saved, if any."""
-        return bytes(self.group[METHOD_STATE][:]) if METHOD_STATE in self.group else None
+        return bytes(self._get(METHOD_STATE)[:]) if self._has(METHOD_STATE) else None
 
     def save_method_state(self, data: bytes) -> None:
         state = np.frombuffer(data, dtype=np.uint8)
-        arr = self.group.create_array(
-            METHOD_STATE, shape=state.shape, dtype="uint8", chunks=state.shape
-        )
+        arr = self._create(METHOD_STATE, shape=state.shape, dtype="uint8", chunks=state.shape)
         arr[:] = state
 
     # -- the arrays ------------------------------------------------------------------------
-    def create_arrays(self, plan, shape, axes: str, extras, scale) -> None:
-        """The output arrays (float32, the input's shape, chunked as the plan writes them)
-        and the ledger, unless they exist (a resumed run)."""
-        if not plan.exact and UNDO not in self.group:
+    def create_arrays(self, plan, shape, axes: str, extras, settings) -> None:
+        """The output arrays (float32, the input's shape, chunked as the plan writes them;
+        the levels of their pyramid), their OME-Zarr metadata and the ledger, unless they
+        exist (a resumed run)."""
+        from .pyramid import level_shapes
+
+        if not plan.exact and not self._has(UNDO):
             names = len((DENOISED, NOISE_MAP, *extras))
             slot = (plan.blocks[0][1].stop - plan.blocks[0][1].start) * int(np.prod(plan.core_hw))
-            self.group.create_array(
+            self._create(
                 UNDO,
                 shape=(len(plan.blocks), names, slot),
                 chunks=(1, names, slot),
                 dtype="float32",
                 fill_value=0.0,
             )
-        if DENOISED in self.group:
+        if self._has(DENOISED):
             return
-        chunks = plan.chunks
+        yx = (axes.index("Y"), axes.index("X"))
+        levels = level_shapes(tuple(shape), yx)
+        dims = tuple(a.lower() for a in axes)
         for name in (DENOISED, NOISE_MAP, *extras):
-            arr = self.group.create_array(
-                name, shape=shape, chunks=chunks, dtype="float32", fill_value=0.0
-            )
-            arr.attrs.update({"axes": axes, "scale": list(scale) if scale is not None else None})
+            for k, lshape in enumerate(levels):
+                chunks = tuple(min(c, n) for c, n in zip(plan.chunks, lshape))
+                arr = self._create(
+                    name,
+                    k,
+                    shape=lshape,
+                    chunks=chunks,
+                    dtype="float32",
+                    fill_value=0.0,
+                    dimension_names=dims,
+                )
+                scale = None
+                if settings.scale is not None:
+                    scale = [
+                        float(v) * (2.0**k if a in yx else 1.0)
+                        for a, v in enumerate(settings.scale)
+                    ]
+                arr.attrs.update({"axes": axes, "scale": scale})
+            group = self.group if name == DENOISED else self.group[name]
+            write_ome(group, name, axes, levels, settings)
         ledger, chunk = (len(plan.blocks), len(plan.tiles)), (1, plan.n_tx)
-        self.group.create_array(TILES_DONE, shape=ledger, chunks=chunk, dtype="uint8", fill_value=0)
-        self.group.create_array(
-            TILE_SIGMA, shape=ledger, chunks=chunk, dtype="float32", fill_value=np.nan
-        )
+        self._create(TILES_DONE, shape=ledger, chunks=chunk, dtype="uint8", fill_value=0)
+        self._create(TILE_SIGMA, shape=ledger, chunks=chunk, dtype="float32", fill_value=np.nan)
+        self.update_meta(levels=len(levels), extras=list(extras))
 
     def writers(self, extras) -> dict:
         """The arrays a job writes, opened once (zarr re-reads metadata on every lookup)."""
         names = (DENOISED, NOISE_MAP, TILE_SIGMA, TILES_DONE, *extras)
-        return {name: self.group[name] for name in (*names, UNDO) if name in self.group}
+        return {name: self._get(name) for name in (*names, UNDO) if self._has(name)}
 
     def done(self) -> np.ndarray:
         """Which jobs the ledger lists as written, flat in job order."""
-        return (np.asarray(self.group[TILES_DONE][...]) == 1).ravel()
+        return (np.asarray(self._get(TILES_DONE)[...]) == 1).ravel()
 
     def repair(self, plan, extras) -> int:
         """Undo the additions a hard kill left half done (blended tilings): each such
         tile's cores get back what they held before it, and its ledger entry is cleared,
         so that resuming adds it exactly once. Returns how many tiles were undone."""
-        ledger = self.group[TILES_DONE]
+        ledger = self._get(TILES_DONE)
         torn = np.argwhere(np.asarray(ledger[...]) == WRITING)
         if not len(torn):
             return 0
@@ -251,13 +310,28 @@ class Store:
 
     def sigma(self) -> float:
         """Median over tiles of the residual's robust noise sigma (NaN before any tile)."""
-        sig = np.asarray(self.group[TILE_SIGMA][...], dtype=np.float64)
+        sig = np.asarray(self._get(TILE_SIGMA)[...], dtype=np.float64)
         return float(np.nanmedian(sig)) if np.isfinite(sig).any() else float("nan")
+
+    def _build_pyramid(self) -> None:
+        """Levels 1, 2... of every image from the level above (assignments: a rerun
+        writes the same values)."""
+        from .pyramid import build_level
+
+        if _legacy(self.group):
+            return
+        meta = self.meta
+        axes, n = meta["axes"], int(meta.get("levels") or 1)
+        yx = (axes.index("Y"), axes.index("X"))
+        for name in (DENOISED, NOISE_MAP, *meta.get("extras", ())):
+            for k in range(1, n):
+                build_level(self._get(name, k - 1), self._get(name, k), yx)
 
     def finish(self, sigma: float, report: dict) -> None:
         """Mark the store complete, with the run's sigma and the method's report."""
-        if UNDO in self.group:
-            del self.group[UNDO]
+        if self._has(UNDO):
+            del self.group[key(UNDO)]
+        self._build_pyramid()
         self.update_meta(
             complete=True,
             incomplete_reason=None,
@@ -265,6 +339,54 @@ class Store:
             finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
             **({"method_report": report} if report else {}),
         )
+
+
+_NGFF_ORDER = "TCZYX"
+_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+def ngff_axes_ok(axes: str) -> bool:
+    """Whether ``axes`` are in the order OME-Zarr requires (time, channel, then space,
+    ending in Y X)."""
+    pos = [_NGFF_ORDER.find(a) for a in axes]
+    return -1 not in pos and pos == sorted(pos) and axes.endswith("YX")
+
+
+def write_ome(group, name: str, axes: str, levels, settings) -> None:
+    """The OME-Zarr (0.5) multiscales metadata of the image ``name`` in ``group`` (levels
+    at ``0``, ``1``...), built and validated by ``ome-zarr-models``: axes with types and
+    the input's units, each level's scale (the input's, times 2 per level in Y and X)
+    and translation (the input's, plus the half pixel the level's centres move). Axes in
+    an order OME-Zarr does not allow (e.g. ``YXC``) get none (the arrays are still
+    there)."""
+    if not ngff_axes_ok(axes):
+        return
+    from ome_zarr_models.v05.axes import Axis
+    from ome_zarr_models.v05.image import Image
+    from pydantic_zarr.v3 import ArraySpec
+
+    base = list(settings.scale) if settings.scale is not None else [1.0] * len(axes)
+    shift = list(settings.translation) if settings.translation is not None else [0.0] * len(axes)
+    units = list(settings.units) if settings.units is not None else [None] * len(axes)
+    yx = (axes.index("Y"), axes.index("X"))
+    scales, translations = [], []
+    for k in range(len(levels)):
+        f = [2.0**k if a in yx else 1.0 for a in range(len(axes))]
+        scales.append([b * fa for b, fa in zip(base, f)])
+        translations.append([t + (fa - 1) / 2 * b for t, fa, b in zip(shift, f, base)])
+    image = Image.new(
+        array_specs=[ArraySpec.from_zarr(group[str(k)]) for k in range(len(levels))],
+        paths=[str(k) for k in range(len(levels))],
+        axes=[
+            Axis(name=a.lower(), type=_TYPES[a], unit=u if _TYPES[a] != "channel" else None)
+            for a, u in zip(axes, units)
+        ],
+        scales=scales,
+        translations=translations,
+        name=name,
+    )
+    ome = image.model_dump(mode="json", exclude_none=True)["attributes"]["ome"]
+    group.attrs["ome"] = ome
 
 
 def write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
