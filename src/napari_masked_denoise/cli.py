@@ -121,6 +121,7 @@ class _Bar:
         self.tty = self.enabled and sys.stderr.isatty()
         self.stage = None
         self._t = 0.0
+        self._stage_of_t0, self._t0 = None, 0.0
 
     def __call__(self, p) -> None:
         if not self.enabled:
@@ -135,12 +136,19 @@ class _Bar:
         self.stage = p.stage
         width = 30
         fill = int(width * p.done / max(p.total, 1))
-        label = "adapting" if p.stage == "adapt" else "tiles   "
-        eta = p.elapsed / max(p.done, 1) * (p.total - p.done)
+        if p.stage != self._stage_of_t0:
+            self._stage_of_t0, self._t0 = p.stage, p.elapsed - 1e-9
+        from .report import time_left
+
+        label = p.label or ("adapting" if p.stage == "adapt" else "tiles")
+        left = time_left(p.elapsed - self._t0, p.done, p.total)
         start, end = ("\r", "") if self.tty else ("", "\n")
         sys.stderr.write(
-            f"{start}{label} [{'#' * fill}{'.' * (width - fill)}] {p.done}/{p.total} "
-            f"{p.elapsed:6.1f}s eta {eta:6.1f}s{end}"
+            f"{start}[{'#' * fill}{'.' * (width - fill)}] {label}, {p.elapsed:.0f} s"
+            f"{f', {left} left' if left else ''}\033[K{end}"
+            if self.tty
+            else f"{start}[{'#' * fill}{'.' * (width - fill)}] {label}, {p.elapsed:.0f} s"
+            f"{f', {left} left' if left else ''}{end}"
         )
         sys.stderr.flush()
 

@@ -14,7 +14,7 @@ import numpy as np
 from .noise.levels import CORRELATED
 from .noise.sure import IMPULSE_SHARE
 
-__all__ = ["describe_report", "run_summary", "choice_text", "status_text"]
+__all__ = ["describe_report", "run_summary", "choice_text", "status_text", "time_left"]
 
 
 def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
@@ -189,15 +189,26 @@ def status_text(res, preview: bool = False) -> str:
     res : StoreResult
         What the run wrote.
     preview : bool
-        Whether it was a preview of one slice (no choice is reported).
+        Whether it was a preview of a crop of one slice.
 
     Returns
     -------
     str
-        ``"done: <choice>removed sigma S, T s; <noise model>"`` or ``"preview: ..."``.
+        ``"done: <choice>removed sigma S (input units), T s; <noise model>"``, or
+        ``"preview: ..."`` the same way.
     """
     line = noise_line(res.info.get("noise_model"))
     noise = "" if line is None else f"; {line}"
-    if preview:
-        return f"preview: removed sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
-    return f"done: {choice_text(res)}removed sigma {res.sigma:.4g}, {res.seconds:.1f} s{noise}"
+    what = "preview" if preview else "done"
+    return (
+        f"{what}: {choice_text(res)}removed sigma {res.sigma:.4g} (input units), "
+        f"{res.seconds:.1f} s{noise}"
+    )
+
+
+def time_left(seconds: float, done: int, total: int) -> str:
+    """``"about 12 s"`` from the rate so far (``""`` before there is one)."""
+    if done <= 0 or done >= total or seconds <= 0:
+        return ""
+    left = seconds / done * (total - done)
+    return f"about {left:.0f} s" if left < 120 else f"about {left / 60:.0f} min"

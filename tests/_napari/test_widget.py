@@ -448,3 +448,81 @@ def test_the_noise_model_is_shown_after_a_run(viewer_widget, qtbot):
     assert len(x) == len(s) and np.all(s > 0)
     assert "between pixels" in widget.status.value  # the model's one line
     widget.noise_plot.grab()  # paints without error
+
+
+def test_results_on_top_named_with_the_method_noise_map_hidden(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    viewer.add_image(_image((64, 64)), name="img")
+    widget.set_layer("img")
+    widget.run()
+    _wait_idle(qtbot, widget)
+    names = [ly.name for ly in viewer.layers]
+    assert names == ["img", "img noise map (zero-shot fast)", "img denoised (zero-shot fast)"]
+    assert viewer.layers[-1].visible and not viewer.layers[1].visible
+
+
+def test_progress_is_in_the_widget_with_stage_names_and_no_activity_bars(make_napari_viewer, qtbot):
+    from napari.utils import progress
+
+    viewer = make_napari_viewer()
+    widget = DenoiseWidget(viewer)
+    widget.device_combo.value = "cpu"
+    widget.options = {"candidates": "wavelet,tv:fixed,nlm"}
+    viewer.add_image(_image((3, 96, 96)), name="vol")
+    widget.set_layer("vol")
+    seen, real = [], widget._on_progress
+
+    def record(p):
+        real(p)
+        seen.append(widget.status.value)
+
+    widget._on_progress = record  # the worker connects to this attribute when it starts
+    widget.run()
+    _wait_idle(qtbot, widget)
+    assert any(s.startswith("scoring 3 candidates") for s in seen), seen
+    tiles = [s for s in seen if s.startswith("denoising tile ")]
+    import re
+
+    k, n = map(int, re.match(r"denoising tile (\d+) of (\d+)", tiles[-1]).groups())
+    assert k == n >= 1, seen
+    assert not widget.progress_bar.visible  # hidden again once done
+    assert not list(progress._all_instances)  # nothing stacked in napari's activity dock
+
+
+def test_methods_that_cannot_run_are_listed_disabled_with_the_reason(
+    make_napari_viewer, monkeypatch
+):
+    from napari_masked_denoise._napari import widget as wmod
+
+    monkeypatch.setattr(
+        wmod,
+        "unavailable",
+        lambda name: "needs the optional bm3d package" if name == "bm3d" else None,
+    )
+    widget = DenoiseWidget(make_napari_viewer())
+    combo = widget.method_combo.native
+    i = combo.findText("bm3d")
+    assert not combo.model().item(i).isEnabled()
+    assert "bm3d package" in combo.model().item(i).toolTip()
+    assert combo.model().item(combo.findText("tv")).isEnabled()
+    assert widget.unavailable == {"bm3d": "needs the optional bm3d package"}
+
+
+def test_preview_denoises_a_crop_around_the_view_and_says_what_auto_chose(
+    make_napari_viewer, qtbot
+):
+    viewer = make_napari_viewer()
+    widget = DenoiseWidget(viewer)
+    widget.device_combo.value = "cpu"
+    widget.options = {"candidates": "wavelet,tv:fixed"}
+    viewer.add_image(_image((600, 500)), name="big", scale=(2.0, 2.0))
+    widget.set_layer("big")
+    viewer.camera.center = (2.0 * 100, 2.0 * 400)  # world coordinates: pixel (100, 400)
+    widget.preview()
+    _wait_idle(qtbot, widget)
+    prev = viewer.layers["big preview"]
+    assert prev.data.shape == (256, 256)
+    y0, x0 = prev.metadata["crop"][0][0], prev.metadata["crop"][1][0]
+    assert (y0, x0) == (0, 244)  # centred on (100, 400), kept inside the 600x500 image
+    np.testing.assert_allclose(prev.translate, (2.0 * y0, 2.0 * x0))
+    assert widget.status.value.startswith("preview: auto chose"), widget.status.value

@@ -18,6 +18,7 @@ __all__ = [
     "current_index",
     "add_result_layers",
     "show_preview_layer",
+    "preview_crop",
 ]
 
 
@@ -70,6 +71,33 @@ def current_index(viewer, layer: Image, n_lead: int, shape) -> tuple:
         step = list(viewer.dims.current_step)
         lead = [int(v) for v in step[len(step) - layer.ndim :][:n_lead]]
     return tuple(int(np.clip(v, 0, shape[i] - 1)) for i, v in enumerate(lead))
+
+
+PREVIEW_SIDE = 256
+"""Preview denoises a crop of about this many pixels a side around the view's centre."""
+
+
+def preview_crop(viewer, layer: Image, index: tuple, plane_shape) -> tuple[slice, slice]:
+    """The YX crop of the plane on screen that Preview denoises: :data:`PREVIEW_SIDE`
+    pixels a side (the whole plane if smaller) around the centre of the view, kept
+    inside the image."""
+    ny, nx = plane_shape[:2]
+    cy, cx = ny / 2, nx / 2
+    try:  # the view's centre, in the layer's data coordinates
+        world = list(viewer.dims.point)
+        shown = list(viewer.dims.displayed)
+        for d, c in zip(shown[-2:], list(viewer.camera.center)[-2:]):
+            world[d] = c
+        pos = list(layer.world_to_data(world))
+        cy, cx = float(pos[len(index)]), float(pos[len(index) + 1])
+    except Exception:  # no view (headless or a 3-D display): the plane's centre
+        pass
+    out = []
+    for c, n in ((cy, ny), (cx, nx)):
+        side = min(PREVIEW_SIDE, n)
+        start = int(np.clip(round(c - side / 2), 0, n - side))
+        out.append(slice(start, start + side))
+    return out[0], out[1]
 
 
 def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
@@ -139,9 +167,12 @@ def _label(res: StoreResult) -> str:
     return f"{res.method} {res.preset}" if res.preset else res.method
 
 
-def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> None:
-    """Show a preview of one plane as the layer ``<name> preview``, placed at ``index``
-    over ``layer``; an existing preview layer is updated in place.
+def show_preview_layer(
+    viewer, layer: Image, index: tuple, res: StoreResult, crop=(slice(0, None), slice(0, None))
+) -> None:
+    """Show a preview of a crop of one plane as the layer ``<name> preview``, placed at
+    ``index`` and the crop's corner over ``layer``; an existing preview layer is
+    updated in place.
 
     Parameters
     ----------
@@ -153,6 +184,8 @@ def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> 
         The plane's index along the layer's leading axes.
     res : StoreResult
         What the preview wrote (in memory).
+    crop : tuple of slice
+        The YX crop of the plane it denoised (:func:`preview_crop`).
     """
     plane = np.asarray(res.denoised[...])
     n_lead = len(index)
@@ -160,8 +193,17 @@ def show_preview_layer(viewer, layer: Image, index: tuple, res: StoreResult) -> 
     scale = np.asarray(layer.scale, dtype=float)
     translate = np.asarray(layer.translate, dtype=float).copy()
     translate[:n_lead] += np.asarray(index, dtype=float) * scale[:n_lead]
+    corner = [crop[0].start or 0, crop[1].start or 0]
+    translate[n_lead : n_lead + 2] += np.asarray(corner, float) * scale[n_lead : n_lead + 2]
     name = f"{layer.name} preview"
-    meta = {"sigma": res.sigma, "seconds": res.seconds, "index": list(index), "source": layer.name}
+    meta = {
+        "sigma": res.sigma,
+        "seconds": res.seconds,
+        "index": list(index),
+        "crop": [[c.start, c.stop] for c in crop],
+        "source": layer.name,
+        "method_report": res.info.get("method_report", {}),
+    }
     if name in viewer.layers and viewer.layers[name].rgb == layer.rgb:
         prev = viewer.layers[name]
         prev.data = data

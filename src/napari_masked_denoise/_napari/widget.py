@@ -15,24 +15,35 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image
 from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QVBoxLayout, QWidget
+from superqt import QCollapsible
 
 from ..core.axes import DenoiseError
 from ..engine import Progress, RunSettings, StoreResult, denoise_iter
-from ..methods import get_method, method_names
-from ..report import status_text
+from ..methods import get_method, method_names, unavailable
+from ..report import status_text, time_left
 from .layers import (
+    PREVIEW_SIDE,
     add_result_layers,
     current_index,
     layer_axes,
     layer_data,
     layer_default_tile,
     layer_scale,
+    preview_crop,
     show_preview_layer,
 )
 from .noise_plot import NoisePlot
@@ -98,8 +109,8 @@ class DenoiseWidget(QWidget):
         self.busy = False
         self.last_result: StoreResult | None = None
         self._engine_gen: Generator | None = None
-        self._pbar: progress | None = None
         self._stage: str | None = None
+        self._stage_t0 = 0.0
         self._cancelled = False
         self._returned = False
         self._mask_supported = False
@@ -133,33 +144,57 @@ class DenoiseWidget(QWidget):
             value=False,
             tooltip="meta-TTA: where the adaptation loss looked (white)",
         )
-        self.preview_button = PushButton(text="Preview slice")
+        self.preview_button = PushButton(
+            text="Preview",
+            tooltip=f"denoise about {PREVIEW_SIDE}x{PREVIEW_SIDE} pixels around the centre "
+            "of the view, on the slice shown",
+        )
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(value=0, min=0, max=1, visible=False)
         self.status = Label(value="ready")
         self._container = Container(
             widgets=[
                 self.layer_combo,
                 self.method_combo,
                 self.preset_combo,
-                self.device_combo,
-                self.tile_spin,
-                self.seed_spin,
                 self.mask_check,
                 self.preview_button,
                 self.run_button,
                 self.cancel_button,
+                self.progress_bar,
                 self.status,
             ]
         )
+        self._advanced = Container(widgets=[self.device_combo, self.tile_spin, self.seed_spin])
+        self.advanced = QCollapsible("Advanced: device, tile size, seed")
+        self.advanced.addWidget(self._advanced.native)
         self.status.native.setWordWrap(True)
+        self._disable_unavailable()
         self.noise_plot = NoisePlot()
         layout = QVBoxLayout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._container.native)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.noise_plot)
         layout.addStretch(1)
         self.setLayout(layout)
+
+    def _disable_unavailable(self) -> None:
+        """Methods this installation cannot run stay listed, greyed out, with the reason
+        as their tooltip."""
+        from qtpy.QtCore import Qt
+
+        combo = self.method_combo.native
+        self.unavailable = {}
+        for i in range(combo.count()):
+            reason = unavailable(combo.itemText(i))
+            if reason:
+                self.unavailable[combo.itemText(i)] = reason
+                item = combo.model().item(i)
+                item.setEnabled(False)
+                item.setToolTip(reason)
+                combo.setItemData(i, f"{combo.itemText(i)}: {reason}", Qt.ItemDataRole.ToolTipRole)
 
     def _connect(self) -> None:
         self.method_combo.changed.connect(self._refresh_presets)
@@ -306,14 +341,15 @@ class DenoiseWidget(QWidget):
             axes = layer_axes(layer)
             n_lead = len(axes) - (3 if layer.rgb else 2)
             index = current_index(self.viewer, layer, n_lead, data.shape)
-            plane = data[index]  # one 2-D plane (YXC for RGB); small, safe to read
+            crop = preview_crop(self.viewer, layer, index, data.shape[n_lead:])
+            plane = np.asarray(data[(*index, *crop)])  # a crop of one plane: small to read
             options = {**get_method(self.method_combo.value).preview_options, **self.options}
             settings = self._run_settings(axes=axes[n_lead:], options=options)
         except (DenoiseError, ValueError, IndexError) as exc:
             self._report_error(exc)
             return
         gen = denoise_iter(plane, None, settings)
-        self._start(gen, lambda res: self._show_preview(layer, index, res), "previewing")
+        self._start(gen, lambda res: self._show_preview(layer, index, res, crop), "previewing")
 
     def cancel(self) -> None:
         """Stop the running worker after its current tile or adaptation step."""
@@ -356,21 +392,22 @@ class DenoiseWidget(QWidget):
         worker.start()
 
     def _on_progress(self, p: Progress) -> None:
-        # creating a napari progress bar may process events, so the result can arrive
-        # while this runs: never overwrite the final status with a stale report
+        # the result can arrive while this runs: never overwrite the final status with a
+        # stale report
         if self._cancelled or self._returned:
             return
-        what = "adapting" if p.stage == "adapt" else "tiles"
-        self.status.value = f"{what} {p.done}/{p.total}, {p.elapsed:.1f} s"
-        if self._pbar is None or p.stage != self._stage:
-            self._close_pbar()
-            desc = "adapting" if p.stage == "adapt" else "denoising tiles"
-            self._pbar = progress(total=p.total, desc=desc)
-            self._stage = p.stage
-            if not self.busy:  # the worker finished while the bar was being made
-                self._close_pbar()
-                return
-        self._pbar.update(p.done - self._pbar.n)
+        if p.stage != self._stage:
+            self._stage, self._stage_t0 = p.stage, p.elapsed
+        label = p.label or ("adapting" if p.stage == "adapt" else "denoising")
+        left = time_left(p.elapsed - self._stage_t0, p.done, p.total)
+        self.status.value = f"{label}, {p.elapsed:.0f} s" + (f", {left} left" if left else "")
+        try:
+            self.progress_bar.visible = True
+            self.progress_bar.max = max(1, p.total)
+            self.progress_bar.value = min(p.done, p.total)
+            self.progress_bar.label = label
+        except RuntimeError:  # the Qt widget is gone (viewer closing)
+            pass
 
     def _on_finished(self) -> None:
         gen, self._engine_gen = self._engine_gen, None
@@ -379,16 +416,14 @@ class DenoiseWidget(QWidget):
         folder, self._temp_folder = self._temp_folder, None
         if folder and not self._shown:  # cancelled or failed: nothing reads the temporary store
             remove_temp(folder)
-        self._close_pbar()
+        try:
+            self.progress_bar.visible = False
+        except RuntimeError:  # the Qt widget is gone (viewer closing)
+            pass
         self._set_buttons(running=False)
         if self._cancelled:
             self.status.value = "cancelled"
         self.busy = False
-
-    def _close_pbar(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
 
     def _set_buttons(self, running: bool) -> None:
         self.run_button.enabled = not running
@@ -410,8 +445,8 @@ class DenoiseWidget(QWidget):
         self.status.value = status_text(res)
         self.noise_plot.set_model(res.info.get("noise_model"))
 
-    def _show_preview(self, layer: Image, index: tuple, res: StoreResult) -> None:
+    def _show_preview(self, layer: Image, index: tuple, res: StoreResult, crop) -> None:
         self.last_result = res
-        show_preview_layer(self.viewer, layer, index, res)
+        show_preview_layer(self.viewer, layer, index, res, crop)
         self.status.value = status_text(res, preview=True)
         self.noise_plot.set_model(res.info.get("noise_model"))

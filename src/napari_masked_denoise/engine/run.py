@@ -46,6 +46,9 @@ class Progress:
     done: int
     total: int
     elapsed: float
+    label: str = ""
+    """The stage in words: ``"scoring 8 candidates"``, ``"adapting"``, ``"denoising tile
+    3 of 12"``."""
 
 
 @dataclass
@@ -201,7 +204,13 @@ def _run(image, layout, s, meth, device, store, noise, norm, t0, scheduler, gues
     for tile_report in _tiles(plan, meth, image, store, s, todo, scheduler):
         n_done += 1
         merge_reports(report, tile_report)
-        yield Progress("tiles", n_done, plan.n_jobs, time.perf_counter() - t0)
+        yield Progress(
+            "tiles",
+            n_done,
+            plan.n_jobs,
+            time.perf_counter() - t0,
+            f"denoising tile {n_done} of {plan.n_jobs}",
+        )
 
     result.sigma, result.seconds, result.complete = store.sigma(), time.perf_counter() - t0, True
     if report:
@@ -318,14 +327,14 @@ def _adapt(
         return dict(store.meta.get("adapt_report") or {})
     sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
     report = yield from _progress(
-        meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0
+        meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0, meth.adapt_label
     )
     store.update_meta(adapt_report=report or {})  # first: a saved state has its report
     store.save_method_state(meth.state_bytes())
     return dict(report or {})
 
 
-def _progress(adapting, t0: float):
+def _progress(adapting, t0: float, label: str = "adapting"):
     """Forward an adaptation's ``(step, total)`` as :class:`Progress`; its return value."""
     report = None
     while True:
@@ -334,7 +343,7 @@ def _progress(adapting, t0: float):
         except StopIteration as stop:
             report = stop.value
             break
-        yield Progress("adapt", step, total, time.perf_counter() - t0)
+        yield Progress("adapt", step, total, time.perf_counter() - t0, label)
     return report
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "method_names",
     "describe_methods",
     "default_preset",
+    "unavailable",
 ]
 
 # name -> "module:Class" (or the class itself); modules are imported only when a method is
@@ -62,3 +63,18 @@ def describe_methods() -> list[tuple[str, str, dict[str, Preset]]]:
         m = get_method(name)
         out.append((name, m.summary, m.presets))
     return out
+
+
+def unavailable(name: str) -> str | None:
+    """Why method ``name`` cannot run in this installation (one line), or ``None``: an
+    optional package missing, or no trained weights shipped."""
+    import importlib.util
+
+    if name == "bm3d" and importlib.util.find_spec("bm3d") is None:
+        return "needs the optional bm3d package (pip install bm3d)"
+    if name == "masked-transformer":
+        from ..weights import available
+
+        if name not in available():
+            return "no trained weights ship with this version"
+    return None

@@ -356,6 +356,10 @@ class Auto(Method):
         self.halo, self.align, self.default_tile = chosen.halo, chosen.align, chosen.default_tile
 
     @property
+    def adapt_label(self) -> str:
+        return f"scoring {len(self.candidates)} candidates"
+
+    @property
     def tile_exact(self) -> bool:
         return self.chosen is not None and self.candidates[self.chosen].tile_exact
 

@@ -240,6 +240,11 @@ class Method:
         """
         raise NotImplementedError
 
+    @property
+    def adapt_label(self) -> str:
+        """What :meth:`adapt` does, in words, for progress bars."""
+        return "adapting"
+
     def denoise(self, block: np.ndarray, coords: Coords) -> np.ndarray:
         """Only the denoised array of :meth:`process`."""
         return self.process(block, coords).denoised
