@@ -327,3 +327,10 @@ def test_a_strength_sweep_scales_the_level_and_is_scored_as_its_own_candidate(ca
     scores = r["method_report"]["scores"]
     assert set(scores) == {"wavelet:default", "wavelet:default@0.5", "wavelet:default@2"}
     assert r["method_report"]["choice"] == min(scores, key=lambda k: scores[k]["loss"])
+
+
+def test_an_estimated_gain_beyond_what_the_estimate_supports_is_said_as_a_bound():
+    from napari_masked_denoise.report import GAIN_TRUSTED_DB, gain_text
+
+    assert gain_text(6.24) == "+6.2 dB" and gain_text(-1.0) == "-1.0 dB"
+    assert gain_text(GAIN_TRUSTED_DB + 5) == f"over +{GAIN_TRUSTED_DB:.0f} dB"
