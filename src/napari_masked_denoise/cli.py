@@ -121,7 +121,7 @@ class _Bar:
         self.tty = self.enabled and sys.stderr.isatty()
         self.stage = None
         self._t = 0.0
-        self._stage_of_t0, self._t0 = None, 0.0
+        self._stage_of_t0, self._t0, self._done0 = None, 0.0, 0
 
     def __call__(self, p) -> None:
         if not self.enabled:
@@ -137,11 +137,11 @@ class _Bar:
         width = 30
         fill = int(width * p.done / max(p.total, 1))
         if p.stage != self._stage_of_t0:
-            self._stage_of_t0, self._t0 = p.stage, p.elapsed - 1e-9
+            self._stage_of_t0, self._t0, self._done0 = p.stage, p.elapsed, p.done
         from .report import time_left
 
         label = p.label or ("adapting" if p.stage == "adapt" else "tiles")
-        left = time_left(p.elapsed - self._t0, p.done, p.total)
+        left = time_left(p.elapsed - self._t0, p.done - self._done0, p.total - self._done0)
         start, end = ("\r", "") if self.tty else ("", "\n")
         sys.stderr.write(
             f"{start}[{'#' * fill}{'.' * (width - fill)}] {label}, {p.elapsed:.0f} s"

@@ -86,8 +86,7 @@ def describe_report(report: dict, intensity_range=(0.0, 1.0)) -> list[str]:
     if mse is not None and gain is not None and np.isfinite(gain):
         lines.append(
             f"estimate rms error {math.sqrt(mse) * span:.4g} (input units), "
-            f"PSNR gain {gain_text(gain)} over the input ({how}; noise sigma "
-            f"{report['noise_sigma'] * span:.4g})"
+            f"PSNR gain {gain_text(gain)} over the input ({how})"
         )
     return lines + _ranked(report["scores"], sure, span)
 
@@ -130,7 +129,7 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
     Returns
     -------
     list of str
-        The ``input``, ``method``, ``time``, ``removed`` and ``output`` lines, then
+        The ``input``, ``method``, ``time``, ``noise`` and ``output`` lines, then
         :func:`describe_report`'s.
     """
     mvox = res.voxels / 1e6
@@ -141,12 +140,24 @@ def run_summary(res, input_path, seconds: float, axes_note: str = "") -> list[st
         f"method   {res.method} / {res.preset} ({res.mode} mode, {where}, "
         f"{res.info['tiles']} tiles, {res.info['tiling']})",
         f"time     {seconds:.1f} s  ({mvox / seconds:.3f} Mvoxel/s)",
-        f"removed  sigma {res.sigma:.6g} (robust, of input - output, input units; the "
-        "noise line below is the model)",
         *noise_lines(res.info.get("noise_model")),
-        f"output   {res.path}  (arrays: {', '.join(('denoised', 'noise_map', *res.extras))})",
+        f"output   {res.path}  ({_layout(res)})",
         *describe_report(res.info.get("method_report", {}), res.info["intensity_range"]),
     ]
+
+
+def _layout(res) -> str:
+    """Where the output's images are, in words."""
+    from .engine.store import ATTR
+
+    meta = dict(res.group.attrs.get(ATTR, {}))
+    levels = int(meta.get("levels") or 1)
+    extras = "".join(f", {name} in {name}/" for name in res.extras)
+    kind = "OME-Zarr image" if "ome" in res.group.attrs else "zarr group"
+    return (
+        f"{kind}: denoised at 0 ({levels} pyramid level{'s' if levels > 1 else ''}), "
+        f"noise map in noise_map/{extras}"
+    )
 
 
 def noise_line(model: dict | None) -> str | None:
@@ -213,16 +224,12 @@ def status_text(res, preview: bool = False) -> str:
     Returns
     -------
     str
-        ``"done: <choice>removed sigma S (input units), T s; <noise model>"``, or
-        ``"preview: ..."`` the same way.
+        ``"done: <choice>T s; <noise model>"``, or ``"preview: ..."`` the same way.
     """
     line = noise_line(res.info.get("noise_model"))
     noise = "" if line is None else f"; {line}"
     what = "preview" if preview else "done"
-    return (
-        f"{what}: {choice_text(res)}removed sigma {res.sigma:.4g} (input units), "
-        f"{res.seconds:.1f} s{noise}"
-    )
+    return f"{what}: {choice_text(res)}{res.seconds:.1f} s{noise}"
 
 
 def time_left(seconds: float, done: int, total: int) -> str:

@@ -110,7 +110,7 @@ class DenoiseWidget(QWidget):
         self.last_result: StoreResult | None = None
         self._engine_gen: Generator | None = None
         self._stage: str | None = None
-        self._stage_t0 = 0.0
+        self._stage_t0, self._stage_done0 = 0.0, 0
         self._cancelled = False
         self._returned = False
         self._mask_supported = False
@@ -397,9 +397,10 @@ class DenoiseWidget(QWidget):
         if self._cancelled or self._returned:
             return
         if p.stage != self._stage:
-            self._stage, self._stage_t0 = p.stage, p.elapsed
+            self._stage, self._stage_t0, self._stage_done0 = p.stage, p.elapsed, p.done
         label = p.label or ("adapting" if p.stage == "adapt" else "denoising")
-        left = time_left(p.elapsed - self._stage_t0, p.done, p.total)
+        d0 = self._stage_done0
+        left = time_left(p.elapsed - self._stage_t0, p.done - d0, p.total - d0)
         self.status.value = f"{label}, {p.elapsed:.0f} s" + (f", {left} left" if left else "")
         try:
             self.progress_bar.visible = True
