@@ -26,11 +26,14 @@ SECTION = "## Widget Preview and CLI start-up (issue 21)"
 
 def _preview_seconds() -> list[tuple[str, str, float, str]]:
     from napari_masked_denoise.engine import RunSettings, denoise_iter, run_to_completion
+    from napari_masked_denoise.engine.run import choose_iter
     from napari_masked_denoise.methods import default_preset, get_method, method_names, unavailable
+    from napari_masked_denoise.methods.auto import parse_candidate
     from napari_masked_denoise.samples import noisy_cell
 
     noisy, _ = noisy_cell(seed=0)
-    crop = np.asarray(noisy, np.float32)[:256, :256]
+    image = np.asarray(noisy, np.float32)
+    crop = image[:256, :256]
     rows = []
     for name in method_names():
         why = unavailable(name)
@@ -39,10 +42,20 @@ def _preview_seconds() -> list[tuple[str, str, float, str]]:
             continue
         opts = dict(get_method(name).preview_options)
         s = RunSettings(method=name, axes="YX", device="cpu", options=opts)
-        run_to_completion(denoise_iter(crop, None, s))  # warm-up: imports, weights
+
+        def preview(s=s, name=name):
+            choice = ""
+            if name == "auto":  # as the widget: the choice Run makes, on the whole image
+                full = RunSettings(method="auto", axes="YX", device="cpu")
+                choice = run_to_completion(choose_iter(image, full))["choice"]
+                m, p, o = parse_candidate(choice)
+                s = s.replace(method=m, preset=p, options=o)
+            run_to_completion(denoise_iter(crop, None, s))
+            return choice
+
+        preview()  # warm-up: imports, weights
         t = time.perf_counter()
-        res = run_to_completion(denoise_iter(crop, None, s))
-        choice = (res.info.get("method_report") or {}).get("choice") or ""
+        choice = preview()
         rows.append((name, default_preset(name), time.perf_counter() - t, choice))
     return rows
 
@@ -75,7 +88,8 @@ def main() -> int:
         "",
         f"Written by `python benchmarks/preview_speed.py` ({machine()}, one process, quiet). "
         "Preview: the method's default preset with its preview options on a 256 x 256 crop of "
-        "the noisy-cell sample, as the widget's Preview takes it (after one warm-up call). "
+        "the noisy-cell sample (660 x 550), as the widget's Preview takes it, `auto` first "
+        "choosing on the whole image as Run does (after one warm-up call). "
         "Start-up: the best of 3 fresh processes.",
         "",
         "| method | preset | preview seconds | note |",

@@ -186,7 +186,7 @@ def choice_text(res) -> str:
     Returns
     -------
     str
-        e.g. ``"auto chose tv:fixed, est. +6.2 dB; "``; ``"auto kept the input (no
+        e.g. ``"auto chose total variation (tv:fixed), est. +6.2 dB; "``; ``"auto kept the input (no
         method estimated better); "``; ``""`` for other methods.
     """
     rep = res.info.get("method_report") or {}
@@ -196,7 +196,21 @@ def choice_text(res) -> str:
         return "auto kept the input (no method estimated better); "
     gain = rep.get("estimated_gain_db")
     est = f", est. {gain_text(gain)}" if gain is not None and np.isfinite(gain) else ""
-    return f"auto chose {rep['choice']}{est}; "
+    spec = str(rep["choice"])
+    return f"auto chose {FRIENDLY.get(spec.split(':')[0], spec)} ({spec}){est}; "
+
+
+FRIENDLY = {
+    "tv": "total variation",
+    "nlm": "non-local means",
+    "wavelet": "wavelet shrinkage",
+    "bm3d": "BM3D",
+    "zero-shot": "zero-shot filling",
+    "ttt-mim": "TTT-MIM",
+    "meta-tta": "meta-TTA",
+    "masked-transformer": "the masked transformer",
+}
+"""Method names in words, for the widget's status line."""
 
 
 GAIN_TRUSTED_DB = 12.0

@@ -420,7 +420,8 @@ def test_auto_is_the_default_and_says_what_it_chose(make_napari_viewer, qtbot):
     _wait_idle(qtbot, widget)
     rep = named(viewer, "vol denoised").metadata["method_report"]
     assert rep["choice"] in ("wavelet:default", "tv:fixed")
-    assert widget.status.value.startswith(f"done: auto chose {rep['choice']}")
+    assert widget.status.value.startswith("done: auto chose ")
+    assert f"({rep['choice']})" in widget.status.value
 
 
 def test_a_layer_the_engine_cannot_take_does_not_break_the_widget(make_napari_viewer, qtbot):
@@ -526,3 +527,7 @@ def test_preview_denoises_a_crop_around_the_view_and_says_what_auto_chose(
     assert (y0, x0) == (0, 244)  # centred on (100, 400), kept inside the 600x500 image
     np.testing.assert_allclose(prev.translate, (2.0 * y0, 2.0 * x0))
     assert widget.status.value.startswith("preview: auto chose"), widget.status.value
+    chose = prev.metadata["method_report"]["choice"]
+    widget.run()  # Run makes the same choice: the same sample of the whole layer
+    _wait_idle(qtbot, widget)
+    assert widget.last_result.info["method_report"]["choice"] == chose

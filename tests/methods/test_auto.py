@@ -299,7 +299,7 @@ def test_reports_say_in_plain_words_when_auto_kept_the_input():
     rep["choice"] = "tv:fixed"
     assert not any(line.startswith("kept") for line in describe_report(rep))
     assert choice_text(SimpleNamespace(info={"method_report": rep})).startswith(
-        "auto chose tv:fixed"
+        "auto chose total variation (tv:fixed)"
     )
 
 

@@ -33,6 +33,7 @@ from superqt import QCollapsible
 
 from ..core.axes import DenoiseError
 from ..engine import Progress, RunSettings, StoreResult, denoise_iter
+from ..engine.run import choose_iter
 from ..methods import get_method, method_names, unavailable
 from ..report import status_text, time_left
 from .layers import (
@@ -61,6 +62,22 @@ zarr store on disk (:mod:`.temp_stores`), so the result layers are lazy."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOMATIC = "automatic"
 """What the tile box shows when the engine chooses the tile on the image (``auto``)."""
+
+
+def _preview_iter(data, run: RunSettings | None, crop: np.ndarray, settings: RunSettings):
+    """Preview's work: with ``run`` (``auto``), first the choice a Run would make on the
+    whole layer, then the crop denoised by the chosen method; yields Progress."""
+    from ..methods.auto import parse_candidate
+
+    report = None
+    if run is not None:
+        report = yield from choose_iter(data, run)
+        name, preset, opts = parse_candidate(report["choice"])
+        settings = settings.replace(method=name, preset=preset, options=opts)
+    res = yield from denoise_iter(crop, None, settings)
+    if report is not None:
+        res.info["method_report"] = report
+    return res
 
 
 @dataclass(frozen=True)
@@ -345,10 +362,15 @@ class DenoiseWidget(QWidget):
             plane = np.asarray(data[(*index, *crop)])  # a crop of one plane: small to read
             options = {**get_method(self.method_combo.value).preview_options, **self.options}
             settings = self._run_settings(axes=axes[n_lead:], options=options)
+            run = None
+            if self.method_combo.value == "auto":  # choose as Run would, on the whole layer
+                run = self._run_settings(
+                    axes=axes, scale=layer_scale(layer), options=dict(self.options)
+                )
         except (DenoiseError, ValueError, IndexError) as exc:
             self._report_error(exc)
             return
-        gen = denoise_iter(plane, None, settings)
+        gen = _preview_iter(data, run, plane, settings)
         self._start(gen, lambda res: self._show_preview(layer, index, res, crop), "previewing")
 
     def cancel(self) -> None:

@@ -35,7 +35,7 @@ from .lock import OutputLock, check_no_writers
 from .settings import RunSettings, default_mode, method_tile
 from .store import DENOISED, NOISE_MAP, Store, jsonable, output_array
 
-__all__ = ["Progress", "StoreResult", "denoise_iter", "run_to_completion"]
+__all__ = ["Progress", "StoreResult", "denoise_iter", "choose_iter", "run_to_completion"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,26 @@ def denoise_iter(
                 except DenoiseError:
                     pass
             lock.release()
+
+
+def choose_iter(image, settings: RunSettings) -> Generator[Progress, None, dict]:
+    """What a run of ``settings`` on ``image`` decides on its sample (``auto``'s choice),
+    the same way (the same sample, noise model and scores), without writing anything:
+    yields :class:`Progress`, returns the method's report (``{"choice": ...}``). The
+    widget's Preview uses it so that it shows what Run would choose."""
+    t0 = time.perf_counter()
+    axes, _ = resolve_axes(settings.axes, tuple(image.shape))
+    check_array(image, axes)
+    layout = Layout.of(image.shape, axes)
+    s = settings.replace(axes=axes, mode=default_mode(settings, layout.n_planes))
+    lo, hi = norm_stats(image, layout)
+    noise = _noise(image, s)
+    meth, _ = _build(s, None if noise is None else noise.scaled(lo, hi - lo))
+    sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
+    report = yield from _progress(
+        meth.adapt(normalise(sample, lo, hi - lo), coords), t0, meth.adapt_label
+    )
+    return dict(report or {})
 
 
 def _reason(exc: BaseException) -> str:
