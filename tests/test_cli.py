@@ -115,3 +115,21 @@ def test_methods_lists_presets(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert "zero-shot" in out and "quality" in out and "real-fast" in out
+
+
+def test_methods_lists_the_registry_without_torch(capsys):
+    """``methods`` reads the written catalogue, which must equal the registry (rewrite it
+    with ``python -m napari_masked_denoise.methods``), and imports no torch."""
+    import subprocess
+    import sys
+
+    from napari_masked_denoise.methods import catalogue, read_catalogue
+
+    assert read_catalogue() == catalogue(), "rewrite: python -m napari_masked_denoise.methods"
+    code = (
+        "import sys; from napari_masked_denoise.cli import main; main(['methods']); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.splitlines()[-1] == "False"
+    assert "tv: total-variation" in out and "    calibrated" in out

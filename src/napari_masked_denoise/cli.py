@@ -250,12 +250,18 @@ def _stop_on_sigterm() -> dict:
 
 
 def _methods() -> int:
-    from .methods import describe_methods
+    import json
+    from pathlib import Path
 
-    for name, summary, presets in describe_methods():
-        print(f"{name}: {summary}")
-        for pname, pr in presets.items():
-            print(f"    {pname:14s} {pr.description}")
+    from ._availability import unavailable
+
+    # the catalogue the registry wrote: listing does not import torch
+    cat = json.loads((Path(__file__).parent / "methods" / "catalogue.json").read_text())
+    for name, entry in cat.items():
+        why = unavailable(name)
+        print(f"{name}: {entry['summary']}" + (f" (unavailable here: {why})" if why else ""))
+        for pname, desc in entry["presets"].items():
+            print(f"    {pname:14s} {desc}")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from .._availability import unavailable
 from .base import MODES, Method, Preset
 
 __all__ = [
@@ -65,16 +68,22 @@ def describe_methods() -> list[tuple[str, str, dict[str, Preset]]]:
     return out
 
 
-def unavailable(name: str) -> str | None:
-    """Why method ``name`` cannot run in this installation (one line), or ``None``: an
-    optional package missing, or no trained weights shipped."""
-    import importlib.util
+CATALOGUE = Path(__file__).with_name("catalogue.json")
+""":func:`describe_methods` written out, so that ``masked-denoise methods`` lists them
+without importing torch (a test keeps it equal to the registry; rewrite it with
+``python -m napari_masked_denoise.methods``)."""
 
-    if name == "bm3d" and importlib.util.find_spec("bm3d") is None:
-        return "needs the optional bm3d package (pip install bm3d)"
-    if name == "masked-transformer":
-        from ..weights import available
 
-        if name not in available():
-            return "no trained weights ship with this version"
-    return None
+def catalogue() -> dict:
+    """``{name: {"summary": ..., "presets": {preset: description}}}`` from the registry."""
+    return {
+        name: {"summary": summary, "presets": {k: v.description for k, v in presets.items()}}
+        for name, summary, presets in describe_methods()
+    }
+
+
+def read_catalogue() -> dict:
+    """The written catalogue (:data:`CATALOGUE`)."""
+    import json
+
+    return json.loads(CATALOGUE.read_text())
