@@ -167,9 +167,10 @@ def denoise_to_zarr(
 ) -> StoreResult:
     """Denoise into a zarr store on disk, tile by tile, in bounded memory.
 
-    The store holds the arrays ``denoised`` and ``noise_map`` (the input's shape,
-    float32) and, in its attributes, the settings, the axes, the scale, ``sigma`` and
-    ``complete``.
+    The store is an OME-Zarr image: the denoised image (the input's shape, float32)
+    with its pyramid, the noise map in ``noise_map/``, and, in its attributes, the
+    settings, the axes, the scale, ``sigma`` and ``complete``; ``result.denoised`` and
+    ``result.noise_map`` are the full-resolution arrays.
 
     Parameters
     ----------
