@@ -45,3 +45,25 @@ def noisy_zarr_volume(tmp_path):
     path = tmp_path / "in.zarr"
     zarr.create_array(store=str(path), shape=vol.shape, dtype="f4")[:] = vol
     return path, vol
+
+
+@pytest.fixture
+def ome_input(tmp_path):
+    """An OME-Zarr input with units, scale and translation (as from a microscope)."""
+    import zarr
+    from ome_zarr_models.v05.axes import Axis
+    from ome_zarr_models.v05.image import Image
+    from pydantic_zarr.v3 import ArraySpec
+
+    p = tmp_path / "cells.ome.zarr"
+    data = np.random.default_rng(0).random((3, 160, 140)).astype("f4")
+    image = Image.new(
+        array_specs=[ArraySpec.from_array(data, dimension_names=["z", "y", "x"])],
+        paths=["0"],
+        axes=[Axis(name=a, type="space", unit="micrometer") for a in "zyx"],
+        scales=[[2.0, 0.25, 0.25]],
+        translations=[[10.0, 5.0, 1.0]],
+    )
+    g = image.to_zarr(zarr.storage.LocalStore(str(p)), "")
+    g["0"][:] = data
+    return p
