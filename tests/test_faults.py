@@ -627,3 +627,55 @@ def test_two_concurrent_overwrites_never_corrupt_the_output(image, tmp_path, ref
     den, noise = denoised(out)
     np.testing.assert_array_equal(den, reference[0])
     np.testing.assert_array_equal(noise, reference[1])
+
+
+def test_a_blended_network_run_whose_last_core_outgrows_the_tile(tmp_path):
+    """Cores are aligned to the network's grid, so the last one can exceed the tile: the
+    undo slot of blended additions must hold it."""
+    from napari_masked_denoise import denoise
+
+    img = np.random.default_rng(0).random((150, 150)).astype("f4")
+    r = denoise(img, axes="YX", method="meta-tta", mode="per-tile", tile=64)
+    assert r.denoised.shape == (150, 150) and np.isfinite(r.denoised).all()
+
+
+def test_resuming_a_store_of_the_older_layout_is_refused(image, tmp_path, capsys):
+    out = tmp_path / "old.zarr"
+    g = zarr.open_group(str(out), mode="w")
+    g.create_array("denoised", shape=(3, 96, 96), dtype="f4")
+    g.attrs["napari_masked_denoise"] = {"complete": False, "fingerprint": {}}
+    rc, err = run_cli(["run", image, out, *TV, "--resume"], capsys)
+    assert_one_line_error(rc, err)
+    assert "earlier version" in err[0] or "different settings" in err[0], err
+
+
+def test_a_run_killed_while_creating_its_arrays_resumes(image, tmp_path, monkeypatch, reference):
+    from napari_masked_denoise.engine import store as st
+
+    real, calls = st.Store._create, {"n": 0}
+
+    def dies_midway(self, name, level=0, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after some of the image's levels, before the ledger
+            raise KeyboardInterrupt
+        return real(self, name, level, **kw)
+
+    monkeypatch.setattr(st.Store, "_create", dies_midway)
+    out = tmp_path / "o.zarr"
+    assert main(["run", str(image), str(out), *BLENDED]) == 130
+    monkeypatch.setattr(st.Store, "_create", real)
+    assert main(["run", str(image), str(out), *BLENDED, "--resume"]) == 0
+    np.testing.assert_array_equal(denoised(out)[0], reference[0])
+
+
+def test_one_lock_whatever_path_names_the_store(tmp_path):
+    from napari_masked_denoise import DenoiseError
+
+    real = tmp_path / "real.zarr"
+    real.mkdir()
+    link = tmp_path / "link.zarr"
+    link.symlink_to(real)
+    with OutputLock(link), pytest.raises(DenoiseError, match="in use by another run"):
+        OutputLock(real).acquire()
+    with pytest.raises(DenoiseError, match="does not exist"):
+        OutputLock(tmp_path / "no" / "such.zarr").acquire()

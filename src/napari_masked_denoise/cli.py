@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="denoise INPUT into the zarr store OUTPUT")
     r.add_argument("input", help="zarr / OME-Zarr store (or an array inside one), TIFF or PNG")
-    r.add_argument("output", help="zarr store to write (arrays 'denoised' and 'noise_map')")
+    r.add_argument(
+        "output", help="the OME-Zarr store to write (denoised image, pyramid, noise map)"
+    )
     r.add_argument(
         "--method",
         default="auto",
@@ -124,7 +126,7 @@ class _Bar:
         self._stage_of_t0, self._t0, self._done0 = None, 0.0, 0
 
     def __call__(self, p) -> None:
-        if not self.enabled:
+        if not self.enabled or p.stage == "noise":  # seconds at most: no line of its own
             return
         now = time.perf_counter()
         last = p.done == p.total
@@ -215,7 +217,7 @@ def _run(args) -> int:
     scheduler = args.scheduler if args.workers is None else args.workers
     bar = _Bar(not args.quiet)
     t0 = time.perf_counter()
-    got = _stop_on_sigterm()
+    got, previous = _stop_on_sigterm()
     try:
         gen = denoise_iter(inp.data, args.output, settings, scheduler=scheduler)
         res = run_to_completion(gen, bar)
@@ -226,34 +228,44 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return 128 + got.get("signal", 2)
+    finally:
+        _restore_sigterm(previous)
     bar.close()
     for line in run_summary(res, inp.path, time.perf_counter() - t0, guessed_note):
         print(line)
     return 0
 
 
-def _stop_on_sigterm() -> dict:
+def _stop_on_sigterm() -> tuple[dict, object]:
     """SIGTERM stops the run as Ctrl-C does (the store is marked interrupted, the lock
     released); the returned dict gets the signal's number."""
     import signal
     import threading
 
     got: dict = {}
+    previous = None
     if threading.current_thread() is threading.main_thread():
 
         def stop(signum, frame):
             got["signal"] = signum
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, stop)
-    return got
+        previous = signal.signal(signal.SIGTERM, stop)
+    return got, previous
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _methods() -> int:
     import json
     from pathlib import Path
 
-    from ._availability import unavailable
+    from .weights import unavailable
 
     # the catalogue the registry wrote: listing does not import torch
     cat = json.loads((Path(__file__).parent / "methods" / "catalogue.json").read_text())
@@ -286,6 +298,9 @@ def main(argv=None) -> int:
     except (DenoiseError, FileNotFoundError, FileExistsError) as exc:
         print(f"masked-denoise: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before or after the run itself
+        print("masked-denoise: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # a bug: one line, the traceback on request
         if os.environ.get("MASKED_DENOISE_TRACEBACK"):
             raise

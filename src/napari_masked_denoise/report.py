@@ -21,6 +21,7 @@ __all__ = [
     "status_text",
     "time_left",
     "gain_text",
+    "short_spec",
 ]
 
 
@@ -252,3 +253,16 @@ def time_left(seconds: float, done: int, total: int) -> str:
         return ""
     left = seconds / done * (total - done)
     return f"about {left:.0f} s" if left < 120 else f"about {left / 60:.0f} min"
+
+
+def short_spec(spec: str, sep: str = ":") -> str:
+    """``"nlm"`` for ``"nlm:default"`` (a method's default preset goes unsaid, so that
+    layer names stay short), else ``"tv<sep>fixed"``."""
+    from .methods import default_preset
+
+    name, _, preset = str(spec).partition(":")
+    try:
+        default = default_preset(name)
+    except Exception:  # not a registered method: said as it is
+        return str(spec)
+    return name if not preset or preset == default else f"{name}{sep}{preset}"

@@ -458,7 +458,7 @@ def test_results_on_top_named_with_the_method_noise_map_hidden(viewer_widget, qt
     widget.run()
     _wait_idle(qtbot, widget)
     names = [ly.name for ly in viewer.layers]
-    assert names == ["img", "img noise map (zero-shot fast)", "img denoised (zero-shot fast)"]
+    assert names == ["img", "img noise map (zero-shot)", "img denoised (zero-shot)"]
     assert viewer.layers[-1].visible and not viewer.layers[1].visible
 
 

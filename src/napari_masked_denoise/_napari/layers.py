@@ -161,10 +161,12 @@ def add_result_layers(viewer, layer: Image, res: StoreResult) -> None:
 
 def _label(res: StoreResult) -> str:
     """The method that made a result, in a layer's name (``auto``'s choice when it chose)."""
+    from ..report import short_spec
+
     choice = (res.info.get("method_report") or {}).get("choice")
     if res.method == "auto":
-        return f"auto: {choice}" if choice else "auto"
-    return f"{res.method} {res.preset}" if res.preset else res.method
+        return f"auto: {short_spec(choice)}" if choice else "auto"
+    return short_spec(f"{res.method}:{res.preset}" if res.preset else res.method, " ")
 
 
 def show_preview_layer(

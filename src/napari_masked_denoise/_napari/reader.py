@@ -42,7 +42,9 @@ def layer_name(stem: str, what: str, meta: dict) -> str:
     fp = meta.get("fingerprint", {})
     method = fp.get("method") or "?"
     choice = (meta.get("method_report") or {}).get("choice")
-    label = f"auto: {choice}" if method == "auto" and choice else method
+    from ..report import short_spec
+
+    label = f"auto: {short_spec(choice)}" if method == "auto" and choice else method
     return f"{stem} {what} ({label})"
 
 
@@ -63,7 +65,6 @@ def _read(path) -> list[tuple]:
         return arrays if len(arrays) > 1 else arrays[0]
 
     scale, shift = meta.get("scale"), meta.get("translation")
-    lo, hi = (meta.get("fingerprint", {}).get("norm") or [None, None])[:2]
     common = {"scale": scale} if scale else {}
     if shift:
         common["translate"] = shift
@@ -87,7 +88,10 @@ def _read(path) -> list[tuple]:
         )
     )
     den = {"name": layer_name(stem, "denoised", meta), "metadata": note, **common}
-    if lo is not None and hi is not None and hi > lo:
-        den["contrast_limits"] = [float(lo), float(hi)]
-    layers.append((pyramid(DENOISED), den, "image"))
+    image = pyramid(DENOISED)
+    small = np.asarray((image[-1] if isinstance(image, list) else image)[...])
+    lo, hi = (float(v) for v in np.percentile(small, (0.1, 99.9)))  # the data's own range
+    if hi > lo:
+        den["contrast_limits"] = [lo, hi]
+    layers.append((image, den, "image"))
     return layers

@@ -428,7 +428,6 @@ class DenoiseWidget(QWidget):
             self.progress_bar.visible = True
             self.progress_bar.max = max(1, p.total)
             self.progress_bar.value = min(p.done, p.total)
-            self.progress_bar.label = label
         except RuntimeError:  # the Qt widget is gone (viewer closing)
             pass
 

@@ -76,7 +76,9 @@ def run_on_cluster(scheduler, plan, image, path: str, todo: list[int], settings)
         data = client.scatter(image, broadcast=True) if isinstance(image, np.ndarray) else image
         plan_f = client.scatter(plan, broadcast=True)
         futures = [
-            client.submit(_task, key, settings, plan_f, data, path, jobs, pure=False)
+            # no retries: a task re-run after its worker died would add its blended tiles
+            # again; the run fails instead, and --resume repairs and finishes it
+            client.submit(_task, key, settings, plan_f, data, path, jobs, pure=False, retries=0)
             for jobs in _tasks(plan.groups(todo), len(client.scheduler_info()["workers"]))
         ]
         for fut in as_completed(futures):
@@ -140,6 +142,6 @@ def _task(key, settings, plan, image, path, jobs) -> list[dict]:
     from .lock import OutputLock
 
     # the shared lock tells a later run that this task still writes (lock.check_no_writers)
-    with _LOCK, OutputLock(path, shared=True), dask.config.set(scheduler="sync"):
+    with OutputLock(path, shared=True), _LOCK, dask.config.set(scheduler="sync"):
         meth, arrays = _method(key, settings, path)
         return list(run_jobs(plan, meth, image, arrays, jobs, settings.precision))

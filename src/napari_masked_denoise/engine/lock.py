@@ -26,7 +26,7 @@ __all__ = ["OutputLock", "check_no_writers", "lock_path"]
 
 def lock_path(output: str | os.PathLike, suffix: str = ".lock") -> Path:
     """The lock file of an output store: beside it, named after it."""
-    out = Path(output)
+    out = Path(output).expanduser().resolve()  # one lock whatever path names the store
     return out.with_name(out.name + suffix)
 
 
@@ -72,9 +72,11 @@ class OutputLock:
     """
 
     def __init__(self, output, *, shared: bool = False):
-        self.output = Path(output)
+        self.output = Path(output).expanduser().resolve()
         self.shared = shared
         self.path = lock_path(output, ".writers" if shared else ".lock")
+        if not self.path.parent.is_dir():
+            raise DenoiseError(f"the folder of the output {self.path.parent} does not exist")
         self._fd: int | None = None
 
     def acquire(self) -> OutputLock:

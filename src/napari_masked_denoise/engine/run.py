@@ -33,7 +33,7 @@ from .jobs import Plan, halo_of, run_jobs
 from .layout import Layout, default_batch, norm_stats, normalise, sample_crops
 from .lock import OutputLock, check_no_writers
 from .settings import RunSettings, default_mode, method_tile
-from .store import DENOISED, NOISE_MAP, Store, jsonable, output_array
+from .store import DENOISED, NOISE_MAP, Store, check_output, jsonable, output_array
 
 __all__ = ["Progress", "StoreResult", "denoise_iter", "choose_iter", "run_to_completion"]
 
@@ -134,15 +134,17 @@ def denoise_iter(
     layout = Layout.of(image.shape, axes)
     s = s.replace(axes=axes, mode=default_mode(s, layout.n_planes))
     _check(s, output, scheduler)
+    check_output(output, s)  # a refusal at once, not after the noise estimate
+    yield Progress("noise", 0, 1, time.perf_counter() - t0, "estimating the noise")
     lo, hi = norm_stats(image, layout)
     noise = _noise(image, s)
     meth, device = _build(s, None if noise is None else noise.scaled(lo, hi - lo))
     fingerprint = _fingerprint(s, meth, image.shape, lo, hi)
-    _check_space(output, s, image.shape, len(meth.extras))
     lock = OutputLock(output).acquire() if isinstance(output, str | os.PathLike) else None
     try:
         if lock is not None:
             check_no_writers(output)
+        _check_space(output, s, image.shape, len(meth.extras))  # under the lock: stable
         store = Store.open(output, s, fingerprint)
         try:
             return (

@@ -94,11 +94,7 @@ def _prepare_output(output, input_path, overwrite: bool, resume: bool):
     if not isinstance(output, str | os.PathLike):
         return output, None
     out = Path(output).expanduser().resolve()
-    if input_path is not None:
-        inp = Path(input_path).expanduser().resolve()
-        root = zarr_root(inp) or inp  # an output inside the input's zarr store changes it
-        if out == inp or root == out or root in out.parents or out in inp.parents:
-            raise DenoiseError(f"output {out} would overwrite the input {inp}; choose another path")
+    _not_the_input(out, input_path)
     if out.exists() and not resume:
         meta = _our_meta(out)
         if not overwrite:
@@ -120,6 +116,34 @@ def _prepare_output(output, input_path, overwrite: bool, resume: bool):
     if not out.parent.exists():
         raise DenoiseError(f"the folder of the output {out.parent} does not exist")
     return str(out), str(out)
+
+
+def _not_the_input(out: Path, input_path) -> None:
+    """Refuse an output that is the input, holds it, or lies inside its zarr store."""
+    if input_path is None:
+        return
+    inp = Path(input_path).expanduser().resolve()
+    root = zarr_root(inp) or inp  # an output inside the input's zarr store changes it
+    if out == inp or root == out or root in out.parents or out in inp.parents:
+        raise DenoiseError(f"output {out} would overwrite the input {inp}; choose another path")
+
+
+def check_output(output, settings) -> None:
+    """The output checks that change nothing (the input is not written over, an existing
+    output needs overwrite or resume, only our stores are replaced, the folder exists),
+    made at once so that a refusal does not wait for the noise estimate; the run makes
+    them again, under its lock, before it replaces anything."""
+    if not isinstance(output, str | os.PathLike):
+        return
+    out = Path(output).expanduser().resolve()
+    _not_the_input(out, settings.input_path)
+    if out.exists() and not settings.resume and settings.overwrite and _our_meta(out) is None:
+        raise DenoiseError(
+            f"refusing to overwrite {out}: it is not a zarr store written by masked-denoise"
+        )
+    if out.exists() and not settings.resume and settings.overwrite:
+        return  # replaced later, under the lock
+    _prepare_output(output, settings.input_path, False, settings.resume)
 
 
 def jsonable(obj):
@@ -170,6 +194,11 @@ class Store:
         )
         if settings.resume:
             group = zarr.open_group(store, mode="r+")
+            if _legacy(group):
+                raise DenoiseError(
+                    f"cannot resume {path}: it was written by an earlier version (arrays at "
+                    "its root, not OME-Zarr); replace it with overwrite instead"
+                )
             old = dict(group.attrs.get(ATTR, {})).get("fingerprint")
             if old != fingerprint:
                 diff = sorted(k for k in fingerprint if (old or {}).get(k) != fingerprint[k])
@@ -232,7 +261,11 @@ class Store:
 
         if not plan.exact and not self._has(UNDO):
             names = len((DENOISED, NOISE_MAP, *extras))
-            slot = (plan.blocks[0][1].stop - plan.blocks[0][1].start) * int(np.prod(plan.core_hw))
+            # the largest core (the last along an axis may exceed the tile by the alignment)
+            area = max(
+                (t.y.core[1] - t.y.core[0]) * (t.x.core[1] - t.x.core[0]) for t in plan.tiles
+            )
+            slot = max(b[1].stop - b[1].start for b in plan.blocks) * int(area)
             self._create(
                 UNDO,
                 shape=(len(plan.blocks), names, slot),
@@ -240,8 +273,9 @@ class Store:
                 dtype="float32",
                 fill_value=0.0,
             )
-        if self._has(DENOISED):
-            return
+        if self._has(DENOISED) and self.meta.get("levels"):
+            return  # a resumed run: every array is there ("levels" is written last)
+        self._drop_partial(extras)  # a run killed while it created them: again, whole
         yx = (axes.index("Y"), axes.index("X"))
         levels = level_shapes(tuple(shape), yx)
         dims = tuple(a.lower() for a in axes)
@@ -270,6 +304,15 @@ class Store:
         self._create(TILES_DONE, shape=ledger, chunks=chunk, dtype="uint8", fill_value=0)
         self._create(TILE_SIGMA, shape=ledger, chunks=chunk, dtype="float32", fill_value=np.nan)
         self.update_meta(levels=len(levels), extras=list(extras))
+
+    def _drop_partial(self, extras) -> None:
+        """Remove image arrays and ledger a run left half created (no tile is written
+        before all of them exist, so nothing is lost)."""
+        for k in [k for k in self.group.keys() if k.isdigit() or k in (NOISE_MAP, *extras)]:
+            del self.group[k]
+        for name in (TILES_DONE, TILE_SIGMA):
+            if self._has(name):
+                del self.group[key(name)]
 
     def writers(self, extras) -> dict:
         """The arrays a job writes, opened once (zarr re-reads metadata on every lookup)."""
@@ -426,12 +469,24 @@ def check_space(output, shape, n_arrays: int) -> None:
         return  # reported by the output's own checks
     free = shutil.disk_usage(parent).free
     if out.is_dir():
-        free += sum(f.stat().st_size for f in out.rglob("*") if f.is_file())  # replaced
+        free += _tree_size(out)  # replaced by the run
     if need > free:
         raise DenoiseError(
             f"not enough disk space for {out}: it needs about {_size(need)} uncompressed, "
             f"{_size(free)} are free"
         )
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of the files under ``path`` (files that vanish meanwhile count 0)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._availability import unavailable
+from ..weights import unavailable
 from .base import MODES, Method, Preset
 
 __all__ = [

@@ -40,10 +40,7 @@ class MaskedTransformer(Method):
         return False  # one pass of a fixed network
 
     name = "masked-transformer"
-    summary = (
-        "one forward pass of a transformer trained with masked image training (no adaptation; "
-        "no shipped weights yet)"
-    )
+    summary = "one forward pass of a transformer trained with masked image training (no adaptation)"
     presets = {
         "fast": Preset("one pass of the masked-trained network, attention mask off", {}),
         "reference": Preset(

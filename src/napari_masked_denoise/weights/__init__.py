@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-__all__ = ["available", "manifest", "load_state"]
+__all__ = ["available", "manifest", "load_state", "load_tensors", "unavailable"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,3 +75,17 @@ def load_tensors(data: bytes, what: str) -> dict:
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         msg = (str(exc).strip().splitlines() or [""])[0]
         raise DenoiseError(f"{what} is not a readable PyTorch file ({msg})") from None
+
+
+def unavailable(name: str) -> str | None:
+    """Why method ``name`` cannot run in this installation (one line), or ``None``: an
+    optional package missing, or no trained weights shipped. Imports no torch (the CLI's
+    ``methods`` listing and the widget ask)."""
+    import importlib.util
+
+    if name == "bm3d" and importlib.util.find_spec("bm3d") is None:
+        return "needs the optional bm3d package (pip install bm3d)"
+    if name == "masked-transformer":
+        if name not in available():
+            return "no trained weights ship with this version"
+    return None
