@@ -29,8 +29,10 @@ def available() -> str | None:
     return None
 
 
-def noise2void(y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Noise2Void trained on ``y`` (2-D) alone and applied to it."""
+def noise2void(y: np.ndarray, seed: int = 0, step_schedule: bool = True) -> np.ndarray:
+    """Noise2Void trained on ``y`` (2-D) alone and applied to it; ``step_schedule=False``
+    keeps careamics' defaults (8 validation patches, the plateau scheduler), as the first
+    rows of the quality benchmark were made."""
     import torch
     from careamics import CAREamist
     from careamics.config import create_advanced_n2v_config
@@ -40,6 +42,17 @@ def noise2void(y: np.ndarray, seed: int = 0) -> np.ndarray:
     # careamics' defaults keep 8 patches of a 256 x 256 image for validation and let the
     # plateau scheduler cut the rate on a one-batch epoch: a fixed step schedule and 2
     # validation patches train the one image instead (METHODS.md, "careamics")
+    tuned = (
+        {
+            "n_val_patches": 2,
+            "optimizer_params": {"lr": LR},
+            "lr_scheduler": "StepLR",
+            "lr_scheduler_params": {"step_size": EPOCHS // 2, "gamma": 0.3},
+            "seed": seed + 1,  # careamics wants a positive seed
+        }
+        if step_schedule
+        else {}
+    )
     config = create_advanced_n2v_config(
         experiment_name="n2v_peer",
         data_type="array",
@@ -48,11 +61,7 @@ def noise2void(y: np.ndarray, seed: int = 0) -> np.ndarray:
         batch_size=16,
         num_epochs=EPOCHS,
         num_steps=STEPS,
-        n_val_patches=2,
-        optimizer_params={"lr": LR},
-        lr_scheduler="StepLR",
-        lr_scheduler_params={"step_size": EPOCHS // 2, "gamma": 0.3},
-        seed=seed + 1,  # careamics wants a positive seed
+        **tuned,
     )
     with tempfile.TemporaryDirectory() as work:
         model = CAREamist(config, work_dir=work, enable_progress_bar=False)
