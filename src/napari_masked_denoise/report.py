@@ -252,6 +252,8 @@ def time_left(seconds: float, done: int, total: int) -> str:
     if done <= 0 or done >= total or seconds <= 0:
         return ""
     left = seconds / done * (total - done)
+    if left < 1:
+        return ""
     return f"about {left:.0f} s" if left < 120 else f"about {left / 60:.0f} min"
 
 

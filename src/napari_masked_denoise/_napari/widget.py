@@ -179,8 +179,6 @@ class DenoiseWidget(QWidget):
                 self.preview_button,
                 self.run_button,
                 self.cancel_button,
-                self.progress_bar,
-                self.status,
             ]
         )
         self._advanced = Container(widgets=[self.device_combo, self.tile_spin, self.seed_spin])
@@ -192,6 +190,9 @@ class DenoiseWidget(QWidget):
         layout = QVBoxLayout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._container.native)
+        # the bar and the status span the dock's width (not the container's value column)
+        layout.addWidget(self.progress_bar.native)
+        layout.addWidget(self.status.native)
         layout.addWidget(self.advanced)
         layout.addWidget(self.noise_plot)
         layout.addStretch(1)
