@@ -68,3 +68,10 @@ def test_an_older_store_still_reads(tmp_path):
     layers = get_reader(str(p))(str(p))
     assert [kind for *_, kind in layers] == ["image", "image"]
     assert float(np.asarray(layers[-1][0])[0, 0]) == 1.0
+
+
+def test_units_are_written_as_ome_zarr_names_them():
+    from napari_masked_denoise.engine.store import _unit
+
+    assert _unit("µm") == _unit("micron") == _unit("micrometer") == "micrometer"
+    assert _unit("ms") == "millisecond" and _unit("furlong") is None and _unit(None) is None

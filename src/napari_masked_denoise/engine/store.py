@@ -395,6 +395,49 @@ def ngff_axes_ok(axes: str) -> bool:
     return -1 not in pos and pos == sorted(pos) and axes.endswith("YX")
 
 
+_UNITS = {
+    "µm": "micrometer",
+    "μm": "micrometer",
+    "um": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "å": "angstrom",
+    "s": "second",
+    "sec": "second",
+    "ms": "millisecond",
+    "min": "minute",
+    "h": "hour",
+}
+_NGFF_UNITS = {
+    *(f"{p}meter" for p in ("", "kilo", "centi", "milli", "micro", "nano", "pico", "femto")),
+    "angstrom",
+    "inch",
+    "foot",
+    "mile",
+    "parsec",
+    "second",
+    "millisecond",
+    "microsecond",
+    "nanosecond",
+    "minute",
+    "hour",
+    "day",
+}
+
+
+def _unit(u):
+    """An OME-Zarr unit for the input's ``u`` (common spellings mapped, e.g. "µm"), or
+    ``None`` for one OME-Zarr does not name (left out rather than written wrong)."""
+    if not isinstance(u, str):
+        return None
+    u = _UNITS.get(u.strip().lower(), u.strip().lower())
+    return u if u in _NGFF_UNITS else None
+
+
 def write_ome(group, name: str, axes: str, levels, settings) -> None:
     """The OME-Zarr (0.5) multiscales metadata of the image ``name`` in ``group`` (levels
     at ``0``, ``1``...), built and validated by ``ome-zarr-models``: axes with types and
@@ -410,7 +453,7 @@ def write_ome(group, name: str, axes: str, levels, settings) -> None:
 
     base = list(settings.scale) if settings.scale is not None else [1.0] * len(axes)
     shift = list(settings.translation) if settings.translation is not None else [0.0] * len(axes)
-    units = list(settings.units) if settings.units is not None else [None] * len(axes)
+    units = [_unit(u) for u in settings.units] if settings.units else [None] * len(axes)
     yx = (axes.index("Y"), axes.index("X"))
     scales, translations = [], []
     for k in range(len(levels)):
