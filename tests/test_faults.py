@@ -450,9 +450,9 @@ def test_a_tampered_resume_state_is_refused(image, tmp_path, capsys, monkeypatch
 def test_no_space_is_reported_before_the_output_is_made(image, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from napari_masked_denoise.engine import store
+    from napari_masked_denoise.engine import output
 
-    monkeypatch.setattr(store.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 10))
+    monkeypatch.setattr(output.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 10))
     out = tmp_path / "o.zarr"
     rc, err = run_cli(["run", image, out, *TV], capsys)
     assert_one_line_error(rc, err, "not enough disk space")

@@ -25,7 +25,11 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("denoise", "denoise_to_zarr", "denoise_layer", "DenoiseResult", "list_methods"):
+    if name == "denoise_layer":  # napari's: imported only when asked for
+        from ._napari.console import denoise_layer
+
+        return denoise_layer
+    if name in ("denoise", "denoise_to_zarr", "DenoiseResult", "list_methods"):
         from . import api
 
         return getattr(api, name)

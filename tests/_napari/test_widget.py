@@ -493,7 +493,7 @@ def test_progress_is_in_the_widget_with_stage_names_and_no_activity_bars(make_na
 def test_methods_that_cannot_run_are_listed_disabled_with_the_reason(
     make_napari_viewer, monkeypatch
 ):
-    from napari_masked_denoise._napari import widget as wmod
+    from napari_masked_denoise._napari import preview as wmod
 
     monkeypatch.setattr(
         wmod,

@@ -71,7 +71,7 @@ def test_an_older_store_still_reads(tmp_path):
 
 
 def test_units_are_written_as_ome_zarr_names_them():
-    from napari_masked_denoise.engine.store import _unit
+    from napari_masked_denoise.engine.ome import _unit
 
     assert _unit("µm") == _unit("micron") == _unit("micrometer") == "micrometer"
     assert _unit("ms") == "millisecond" and _unit("furlong") is None and _unit(None) is None

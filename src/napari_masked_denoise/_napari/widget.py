@@ -33,8 +33,7 @@ from superqt import QCollapsible
 
 from ..core.axes import DenoiseError
 from ..engine import Progress, RunSettings, StoreResult, denoise_iter
-from ..engine.run import choose_iter
-from ..methods import get_method, method_names, unavailable
+from ..methods import get_method, method_names
 from ..report import status_text, time_left
 from .layers import (
     PREVIEW_SIDE,
@@ -48,6 +47,7 @@ from .layers import (
     show_preview_layer,
 )
 from .noise_plot import NoisePlot
+from .preview import grey_out_unavailable, preview_iter
 from .temp_stores import new_temp_store, remove_temp, watch_temp
 
 if TYPE_CHECKING:
@@ -62,22 +62,6 @@ zarr store on disk (:mod:`.temp_stores`), so the result layers are lazy."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOMATIC = "automatic"
 """What the tile box shows when the engine chooses the tile on the image (``auto``)."""
-
-
-def _preview_iter(data, run: RunSettings | None, crop: np.ndarray, settings: RunSettings):
-    """Preview's work: with ``run`` (``auto``), first the choice a Run would make on the
-    whole layer, then the crop denoised by the chosen method; yields Progress."""
-    from ..methods.auto import parse_candidate
-
-    report = None
-    if run is not None:
-        report = yield from choose_iter(data, run)
-        name, preset, opts = parse_candidate(report["choice"])
-        settings = settings.replace(method=name, preset=preset, options=opts)
-    res = yield from denoise_iter(crop, None, settings)
-    if report is not None:
-        res.info["method_report"] = report
-    return res
 
 
 @dataclass(frozen=True)
@@ -201,18 +185,7 @@ class DenoiseWidget(QWidget):
     def _disable_unavailable(self) -> None:
         """Methods this installation cannot run stay listed, greyed out, with the reason
         as their tooltip."""
-        from qtpy.QtCore import Qt
-
-        combo = self.method_combo.native
-        self.unavailable = {}
-        for i in range(combo.count()):
-            reason = unavailable(combo.itemText(i))
-            if reason:
-                self.unavailable[combo.itemText(i)] = reason
-                item = combo.model().item(i)
-                item.setEnabled(False)
-                item.setToolTip(reason)
-                combo.setItemData(i, f"{combo.itemText(i)}: {reason}", Qt.ItemDataRole.ToolTipRole)
+        self.unavailable = grey_out_unavailable(self.method_combo.native)
 
     def _connect(self) -> None:
         self.method_combo.changed.connect(self._refresh_presets)
@@ -371,7 +344,7 @@ class DenoiseWidget(QWidget):
         except (DenoiseError, ValueError, IndexError) as exc:
             self._report_error(exc)
             return
-        gen = _preview_iter(data, run, plane, settings)
+        gen = preview_iter(data, run, plane, settings)
         self._start(gen, lambda res: self._show_preview(layer, index, res, crop), "previewing")
 
     def cancel(self) -> None:

@@ -32,8 +32,9 @@ from .cluster import describe_scheduler, run_on_cluster
 from .jobs import Plan, halo_of, run_jobs
 from .layout import Layout, default_batch, norm_stats, normalise, sample_crops
 from .lock import OutputLock, check_no_writers
+from .output import check_output, check_space
 from .settings import RunSettings, default_mode, method_tile
-from .store import DENOISED, NOISE_MAP, Store, check_output, jsonable, output_array
+from .store import DENOISED, NOISE_MAP, Store, jsonable, output_array
 
 __all__ = ["Progress", "StoreResult", "denoise_iter", "choose_iter", "run_to_completion"]
 
@@ -129,10 +130,7 @@ def denoise_iter(
     s = settings.replace(**fields) if settings is not None else RunSettings(**fields)
     if not all(hasattr(image, a) for a in ("shape", "dtype", "__getitem__")):
         image = np.asarray(image)
-    axes, guessed = resolve_axes(s.axes, tuple(image.shape))
-    check_array(image, axes)
-    layout = Layout.of(image.shape, axes)
-    s = s.replace(axes=axes, mode=default_mode(s, layout.n_planes))
+    s, layout, guessed = _resolve(image, s)
     _check(s, output, scheduler)
     check_output(output, s)  # a refusal at once, not after the noise estimate
     yield Progress("noise", 0, 1, time.perf_counter() - t0, "estimating the noise")
@@ -174,18 +172,20 @@ def choose_iter(image, settings: RunSettings) -> Generator[Progress, None, dict]
     yields :class:`Progress`, returns the method's report (``{"choice": ...}``). The
     widget's Preview uses it so that it shows what Run would choose."""
     t0 = time.perf_counter()
-    axes, _ = resolve_axes(settings.axes, tuple(image.shape))
-    check_array(image, axes)
-    layout = Layout.of(image.shape, axes)
-    s = settings.replace(axes=axes, mode=default_mode(settings, layout.n_planes))
+    s, layout, _ = _resolve(image, settings)
     lo, hi = norm_stats(image, layout)
     noise = _noise(image, s)
     meth, _ = _build(s, None if noise is None else noise.scaled(lo, hi - lo))
-    sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
-    report = yield from _progress(
-        meth.adapt(normalise(sample, lo, hi - lo), coords), t0, meth.adapt_label
-    )
-    return dict(report or {})
+    return (yield from _adapt_on_sample(image, layout, s, meth, (lo, hi), t0))
+
+
+def _resolve(image, s: RunSettings):
+    """``(settings with the axes and mode for image, its layout, whether the axes were
+    guessed)``, the image's shape and dtype checked."""
+    axes, guessed = resolve_axes(s.axes, tuple(image.shape))
+    check_array(image, axes)
+    layout = Layout.of(image.shape, axes)
+    return s.replace(axes=axes, mode=default_mode(s, layout.n_planes)), layout, guessed
 
 
 def _reason(exc: BaseException) -> str:
@@ -262,8 +262,6 @@ def _info(s: RunSettings, plan: Plan, meth, device, norm, scheduler, noise) -> d
 def _check_space(output, s: RunSettings, shape, n_extras: int) -> None:
     """A new output on disk must fit there (its arrays uncompressed)."""
     if isinstance(output, str | os.PathLike) and not s.resume:
-        from .store import check_space
-
         check_space(output, shape, 2 + n_extras)
 
 
@@ -347,12 +345,18 @@ def _adapt(
                 f"({type(exc).__name__}); replace the output (overwrite) instead of resuming"
             ) from None
         return dict(store.meta.get("adapt_report") or {})
+    report = yield from _adapt_on_sample(image, layout, s, meth, norm, t0)
+    store.update_meta(adapt_report=report)  # first: a saved state has its report
+    store.save_method_state(meth.state_bytes())
+    return report
+
+
+def _adapt_on_sample(image, layout: Layout, s: RunSettings, meth, norm, t0: float):
+    """``meth.adapt`` on the run's sample of crops; yields Progress, returns its report."""
     sample, coords = sample_crops(image, layout, meth.align, s.sample_tiles, s.sample_size, s.seed)
     report = yield from _progress(
         meth.adapt(normalise(sample, norm[0], norm[1] - norm[0]), coords), t0, meth.adapt_label
     )
-    store.update_meta(adapt_report=report or {})  # first: a saved state has its report
-    store.save_method_state(meth.state_bytes())
     return dict(report or {})
 
 

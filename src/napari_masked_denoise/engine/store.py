@@ -11,19 +11,16 @@ chunk.
 from __future__ import annotations
 
 import errno
-import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 
 from ..core.axes import DenoiseError
+from .ome import write_ome
+from .output import ATTR, prepare_output, size_text
 
-__all__ = ["Store", "open_result", "jsonable", "zarr_root", "ATTR", "DENOISED", "NOISE_MAP"]
+__all__ = ["Store", "open_result", "jsonable", "ATTR", "DENOISED", "NOISE_MAP"]
 
-ATTR = "napari_masked_denoise"
-"""The group attribute that holds the run's metadata."""
 DENOISED, NOISE_MAP = "denoised", "noise_map"
 TILES_DONE, TILE_SIGMA, METHOD_STATE = "tiles_done", "tile_sigma", "method_state"
 BOOK = "masked_denoise"
@@ -59,93 +56,6 @@ def output_array(group, name: str, level: int = 0):
     return group[name] if _legacy(group) else group[key(name, level)]
 
 
-def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
-
-
-def _our_meta(path: Path) -> dict | None:
-    """The run metadata of a store this tool wrote at ``path``, else ``None``."""
-    import zarr
-
-    if not _is_zarr_store(path):
-        return None
-    try:
-        meta = zarr.open_group(str(path), mode="r").attrs.get(ATTR)
-    except Exception:  # not a group, or unreadable metadata: not ours
-        return None
-    return dict(meta) if isinstance(meta, dict) else None
-
-
-def zarr_root(path: Path) -> Path | None:
-    """The outermost zarr store or group ``path`` is inside of (or is), if any."""
-    root = None
-    for p in (path, *path.parents):
-        if _is_zarr_store(p):
-            root = p
-    return root
-
-
-def _prepare_output(output, input_path, overwrite: bool, resume: bool):
-    """Return a zarr store (path or memory) and its path, refusing unsafe overwrites."""
-    import zarr
-
-    if output is None:
-        return zarr.storage.MemoryStore(), None
-    if not isinstance(output, str | os.PathLike):
-        return output, None
-    out = Path(output).expanduser().resolve()
-    _not_the_input(out, input_path)
-    if out.exists() and not resume:
-        meta = _our_meta(out)
-        if not overwrite:
-            state = ""
-            if meta is not None and not meta.get("complete"):
-                why = meta.get("incomplete_reason")
-                state = f" and is incomplete{f' ({why})' if why else ''}"
-            raise DenoiseError(
-                f"output {out} exists{state}; pass overwrite (--overwrite) to replace it or "
-                "resume (--resume) to finish it"
-            )
-        if meta is None:  # only a store this tool wrote is ever deleted
-            raise DenoiseError(
-                f"refusing to overwrite {out}: it is not a zarr store written by masked-denoise"
-            )
-        shutil.rmtree(out)
-    if resume and not out.exists():
-        raise DenoiseError(f"cannot resume: {out} does not exist")
-    if not out.parent.exists():
-        raise DenoiseError(f"the folder of the output {out.parent} does not exist")
-    return str(out), str(out)
-
-
-def _not_the_input(out: Path, input_path) -> None:
-    """Refuse an output that is the input, holds it, or lies inside its zarr store."""
-    if input_path is None:
-        return
-    inp = Path(input_path).expanduser().resolve()
-    root = zarr_root(inp) or inp  # an output inside the input's zarr store changes it
-    if out == inp or root == out or root in out.parents or out in inp.parents:
-        raise DenoiseError(f"output {out} would overwrite the input {inp}; choose another path")
-
-
-def check_output(output, settings) -> None:
-    """The output checks that change nothing (the input is not written over, an existing
-    output needs overwrite or resume, only our stores are replaced, the folder exists),
-    made at once so that a refusal does not wait for the noise estimate; the run makes
-    them again, under its lock, before it replaces anything."""
-    if not isinstance(output, str | os.PathLike):
-        return
-    out = Path(output).expanduser().resolve()
-    _not_the_input(out, settings.input_path)
-    if out.exists() and not settings.resume and settings.overwrite and _our_meta(out) is None:
-        raise DenoiseError(
-            f"refusing to overwrite {out}: it is not a zarr store written by masked-denoise"
-        )
-    if out.exists() and not settings.resume and settings.overwrite:
-        return  # replaced later, under the lock
-    _prepare_output(output, settings.input_path, False, settings.resume)
-
-
 def jsonable(obj):
     """``obj`` with non-finite floats as None and tuples as lists (zarr attributes are
     strict JSON)."""
@@ -171,12 +81,13 @@ class Store:
 
     def __init__(self, group, path: str | None):
         self.group, self.path = group, path
+        self.legacy = _legacy(group)  # once: every lookup below would read it again
 
     def _get(self, name: str, level: int = 0):
-        return output_array(self.group, name, level)
+        return self.group[name if self.legacy else key(name, level)]
 
     def _has(self, name: str) -> bool:
-        return (name if _legacy(self.group) else key(name)) in self.group
+        return (name if self.legacy else key(name)) in self.group
 
     def _create(self, name: str, level: int = 0, **kw):
         parent, _, leaf = key(name, level).rpartition("/")
@@ -189,7 +100,7 @@ class Store:
         when it was written with the same ``fingerprint``."""
         import zarr
 
-        store, path = _prepare_output(
+        store, path = prepare_output(
             output, settings.input_path, settings.overwrite, settings.resume
         )
         if settings.resume:
@@ -361,7 +272,7 @@ class Store:
         writes the same values)."""
         from .pyramid import build_level
 
-        if _legacy(self.group):
+        if self.legacy:
             return
         meta = self.meta
         axes, n = meta["axes"], int(meta.get("levels") or 1)
@@ -384,97 +295,6 @@ class Store:
         )
 
 
-_NGFF_ORDER = "TCZYX"
-_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
-
-
-def ngff_axes_ok(axes: str) -> bool:
-    """Whether ``axes`` are in the order OME-Zarr requires (time, channel, then space,
-    ending in Y X)."""
-    pos = [_NGFF_ORDER.find(a) for a in axes]
-    return -1 not in pos and pos == sorted(pos) and axes.endswith("YX")
-
-
-_UNITS = {
-    "µm": "micrometer",
-    "μm": "micrometer",
-    "um": "micrometer",
-    "micron": "micrometer",
-    "microns": "micrometer",
-    "nm": "nanometer",
-    "mm": "millimeter",
-    "cm": "centimeter",
-    "m": "meter",
-    "å": "angstrom",
-    "s": "second",
-    "sec": "second",
-    "ms": "millisecond",
-    "min": "minute",
-    "h": "hour",
-}
-_NGFF_UNITS = {
-    *(f"{p}meter" for p in ("", "kilo", "centi", "milli", "micro", "nano", "pico", "femto")),
-    "angstrom",
-    "inch",
-    "foot",
-    "mile",
-    "parsec",
-    "second",
-    "millisecond",
-    "microsecond",
-    "nanosecond",
-    "minute",
-    "hour",
-    "day",
-}
-
-
-def _unit(u):
-    """An OME-Zarr unit for the input's ``u`` (common spellings mapped, e.g. "µm"), or
-    ``None`` for one OME-Zarr does not name (left out rather than written wrong)."""
-    if not isinstance(u, str):
-        return None
-    u = _UNITS.get(u.strip().lower(), u.strip().lower())
-    return u if u in _NGFF_UNITS else None
-
-
-def write_ome(group, name: str, axes: str, levels, settings) -> None:
-    """The OME-Zarr (0.5) multiscales metadata of the image ``name`` in ``group`` (levels
-    at ``0``, ``1``...), built and validated by ``ome-zarr-models``: axes with types and
-    the input's units, each level's scale (the input's, times 2 per level in Y and X)
-    and translation (the input's, plus the half pixel the level's centres move). Axes in
-    an order OME-Zarr does not allow (e.g. ``YXC``) get none (the arrays are still
-    there)."""
-    if not ngff_axes_ok(axes):
-        return
-    from ome_zarr_models.v05.axes import Axis
-    from ome_zarr_models.v05.image import Image
-    from pydantic_zarr.v3 import ArraySpec
-
-    base = list(settings.scale) if settings.scale is not None else [1.0] * len(axes)
-    shift = list(settings.translation) if settings.translation is not None else [0.0] * len(axes)
-    units = [_unit(u) for u in settings.units] if settings.units else [None] * len(axes)
-    yx = (axes.index("Y"), axes.index("X"))
-    scales, translations = [], []
-    for k in range(len(levels)):
-        f = [2.0**k if a in yx else 1.0 for a in range(len(axes))]
-        scales.append([b * fa for b, fa in zip(base, f)])
-        translations.append([t + (fa - 1) / 2 * b for t, fa, b in zip(shift, f, base)])
-    image = Image.new(
-        array_specs=[ArraySpec.from_zarr(group[str(k)]) for k in range(len(levels))],
-        paths=[str(k) for k in range(len(levels))],
-        axes=[
-            Axis(name=a.lower(), type=_TYPES[a], unit=u if _TYPES[a] != "channel" else None)
-            for a, u in zip(axes, units)
-        ],
-        scales=scales,
-        translations=translations,
-        name=name,
-    )
-    ome = image.model_dump(mode="json", exclude_none=True)["attributes"]["ome"]
-    group.attrs["ome"] = ome
-
-
 def write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
     """Write job ``j``'s cores (assign when the tiling is exact, add when blended), then
     its ledger entry. A blended job first keeps what its cores held (:data:`UNDO`) and
@@ -487,49 +307,11 @@ def write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
         need = sum(int(np.prod(arrays[n].shape)) * 4 for n in out)
         raise DenoiseError(
             f"the disk of the output is full ({exc.strerror}); the output needs about "
-            f"{_size(need)} uncompressed: free space and finish it with resume (--resume)"
+            f"{size_text(need)} uncompressed: free space and finish it with resume (--resume)"
         ) from None
 
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def _size(nbytes: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if nbytes < 1000 or unit == "GB":
-            return f"{nbytes:.3g} {unit}"
-        nbytes /= 1000
-    return ""
-
-
-def check_space(output, shape, n_arrays: int) -> None:
-    """Refuse (one line) an output whose arrays (float32, uncompressed) would not fit on
-    its disk, before anything is written."""
-    out = Path(output).expanduser().resolve()
-    need = int(np.prod(shape)) * 4 * n_arrays
-    parent = out if out.is_dir() else out.parent
-    if not parent.exists():
-        return  # reported by the output's own checks
-    free = shutil.disk_usage(parent).free
-    if out.is_dir():
-        free += _tree_size(out)  # replaced by the run
-    if need > free:
-        raise DenoiseError(
-            f"not enough disk space for {out}: it needs about {_size(need)} uncompressed, "
-            f"{_size(free)} are free"
-        )
-
-
-def _tree_size(path: Path) -> int:
-    """Bytes of the files under ``path`` (files that vanish meanwhile count 0)."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _write_job(plan, arrays: dict, j: int, out: dict, sigma: float) -> None:
