@@ -27,6 +27,7 @@ LAYER = {
     "training": 3,
     "api": 4,
     "cli": 4,
+    "__main__": 4,
     "report": 4,
     "samples": 4,
     "_napari": 4,

@@ -280,9 +280,14 @@ def _methods() -> int:
 def _train(args) -> int:
     from .training import get
     from .training.arguments import config_from_args
+    from .training.loop import Stopped
 
     cfg = config_from_args(args)
-    entry = get(args.method).train(cfg)
+    try:
+        entry = get(args.method).train(cfg)
+    except Stopped as stop:
+        print(f"masked-denoise: {stop}")
+        return 0
     print(f"wrote {args.output} (sha256 {entry['sha256']}) in {entry['train_seconds']:.0f} s")
     return 0
 

@@ -9,10 +9,11 @@ import torch
 from napari_masked_denoise.core.axes import DenoiseError
 from napari_masked_denoise.core.masks import Coords
 from napari_masked_denoise.methods import get_method
+from napari_masked_denoise.methods.fidelity import KEEP_HALO
 from napari_masked_denoise.nets.swin import SwinDenoiser
 
 CPU = torch.device("cpu")
-SMALL = (8, 16, 2, 2)
+SMALL = (8, 2, 2, 2)  # token width, heads, blocks per group
 
 
 def _method(**kw):
@@ -24,6 +25,32 @@ def _method(**kw):
 def _net(seed=0):
     torch.manual_seed(seed)
     return SwinDenoiser(SMALL[0], SMALL[1], SMALL[2:]).eval()
+
+
+def test_tokens_are_pixels_nothing_before_attention_sees_the_neighbours():
+    """The first attention layer's input at a pixel is the same whatever share of its
+    neighbours is masked: the layout the reference's masked training relies on."""
+    net = _net()
+    seen = []
+    hook = (
+        net.groups[0]
+        .blocks[0]
+        .attn.qkv.register_forward_hook(
+            lambda m, args, out: seen.append(args[0].detach().reshape(-1, SMALL[0]))
+        )
+    )
+    x = torch.rand(1, 1, 32, 32)
+    masked = torch.where(torch.rand(1, 1, 32, 32) < 0.85, torch.tensor(-0.1), x)
+    masked[0, 0, 11, 13] = x[0, 0, 11, 13]
+    with torch.no_grad():
+        net(x), net(masked)
+    hook.remove()
+    from napari_masked_denoise.nets.swin import _order
+
+    order, _ = _order(32, 32, 8, 0, None)
+    row = int(torch.nonzero(order == 11 * 32 + 13))  # the pixel's place among the windows
+    torch.testing.assert_close(seen[0][row], seen[1][row], rtol=0, atol=0)
+    assert not torch.equal(seen[0], seen[1])
 
 
 def test_attention_mask_zeroes_tokens_and_follows_the_given_numbers():
@@ -54,8 +81,8 @@ def test_halo_is_the_receptive_field_at_every_window_phase():
     net = _net()
     r = KNOWN_RADIUS[("swin", net.depths)]
     assert r <= net.radius  # the layout's bound
-    x = torch.rand(1, 1, 448, 448)
-    centres = [192 + k for k in range(32)]  # every phase of the 32-px window grid, on the diagonal
+    x = torch.rand(1, 1, 192, 192)
+    centres = [96 + k for k in range(8)]  # every phase of the 8-px window grid, on the diagonal
 
     def outside(reach):  # item k: everything farther than `reach` from centre k replaced
         xs = x.repeat(len(centres), 1, 1, 1)
@@ -75,7 +102,7 @@ def test_halo_is_the_receptive_field_at_every_window_phase():
             centre_values(outside(r)), y
         )  # nothing beyond r counts, not even rounding
         assert not torch.equal(centre_values(outside(r - 1)), y)  # r is reached (weakly: 1e-7)
-    assert _method(weights="none", widths=SMALL).halo == r
+    assert _method(weights="none", widths=SMALL).halo == r + KEEP_HALO  # and the local means
 
 
 @pytest.mark.parametrize("options", [{}, {"attn_drop": 0.5, "passes": 2}])
@@ -154,6 +181,7 @@ def test_training_masked_and_baseline_writes_the_average_weights(image_folder, t
     rows = [json.loads(r) for r in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [20, 40]
     assert all(f"val_psnr_{k}" in rows[-1] for k in MIT_VAL_NOISES)
+    assert ("val_psnr_g15_attn" in rows[-1]) is masked  # the attention mask as at test
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     state, loaded = load_state(str(tmp_path / "mt.pt"))
     assert loaded == entry and entry["method"] == "masked-transformer" and entry["masked"] is masked
@@ -177,10 +205,11 @@ def test_masked_training_loss_masks_the_input_and_the_attention(image_folder, tm
     _mit_loss(Spy(), x, np.random.default_rng(0), _cfg(image_folder, tmp_path))
     _mit_loss(Spy(), x, np.random.default_rng(0), _cfg(image_folder, tmp_path, masked=False))
     (ym, dm), (yu, du) = seen
-    zero = (ym == 0).float().mean(dim=(1, 2, 3))
+    masked = torch.isclose(ym, torch.tensor(-0.1)).float().mean(dim=(1, 2, 3))
     assert dm == 0.75 and du == 0.0
-    assert all(0.75 < float(z) < 0.95 for z in zero)  # 80-90% of the pixels masked per crop
-    assert float((yu == 0).float().mean()) == 0.0
+    assert all(0.75 < float(z) < 0.95 for z in masked)  # 80-90% of the pixels masked per crop
+    assert float((ym[~torch.isclose(ym, torch.tensor(-0.1))] - 0.5).abs().max()) < 0.3
+    assert float(torch.isclose(yu, torch.tensor(-0.1)).float().mean()) == 0.0
     assert abs(float((yu - 0.5).std()) - 15 / 255) < 0.005  # sigma 15 only
 
 
@@ -228,19 +257,77 @@ def test_missing_shipped_weights_are_a_one_line_error():
             _method(preset=preset)
 
 
-def test_inference_reuses_the_shift_mask_only_for_the_same_grid_and_weights():
-    net = _net()
-    a, b = torch.rand(1, 1, 64, 128), torch.rand(1, 1, 128, 64)  # same number of windows
-    fresh = [net(a).detach(), net(b).detach()]  # with gradients on, nothing is cached
-    with torch.inference_mode():
-        torch.testing.assert_close(net(a), fresh[0])
-        torch.testing.assert_close(net(b), fresh[1])  # not the cached mask of the other grid
-        torch.testing.assert_close(net(b), fresh[1])
-    state = {
-        k: v + 0.01 * torch.randn_like(v) if "bias_table" in k else v
-        for k, v in net.state_dict().items()
-    }
-    net.load_state_dict(state)
-    expected = net(b).detach()
-    with torch.inference_mode():
-        torch.testing.assert_close(net(b), expected)  # new weights: the cached sum is not reused
+def test_shifted_windows_need_the_mask_only_at_the_last_window_row_and_column():
+    """Attention with the mask on the border windows only equals the full shifted-window
+    mask on every window (SwinIR's)."""
+    import torch.nn.functional as F
+
+    from napari_masked_denoise.nets.swin import _Attention, _shift_mask, _windows
+
+    h, w, win, s = 16, 24, 8, 4
+    img = torch.zeros(1, h, w, 1)
+    for n, (ys, xs) in enumerate(
+        (ys, xs)
+        for ys in (slice(0, -win), slice(-win, -s), slice(-s, None))
+        for xs in (slice(0, -win), slice(-win, -s), slice(-s, None))
+    ):
+        img[:, ys, xs, :] = n
+    lab = _windows(img, win).squeeze(-1)
+    full = torch.zeros(len(lab), 64, 64).masked_fill(lab[:, None, :] != lab[:, :, None], -100.0)
+    index, mask = _shift_mask(h, w, win, s, None)
+    torch.testing.assert_close(full[index], mask)
+    torch.manual_seed(0)
+    attn = _Attention(8, 2, win).eval()
+    x = torch.randn(2 * len(lab), 64, 8)
+    with torch.no_grad():
+        got = attn(x, (index, mask), batch=2)
+        qkv = attn.qkv(x).view(len(x), 64, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        bias = attn.bias_table[attn.rel_index.view(-1)].view(64, 64, 2).permute(2, 0, 1)
+        m = bias[None] + full.repeat(2, 1, 1)[:, None]
+        want = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=m)
+        want = attn.proj(want.transpose(1, 2).reshape(len(x), 64, 8))
+    torch.testing.assert_close(got, want)
+
+
+def test_training_stops_and_resumes_as_if_never_stopped(image_folder, tmp_path):
+    from napari_masked_denoise.training import train_masked_transformer
+    from napari_masked_denoise.training.loop import Stopped
+    from napari_masked_denoise.weights import load_state
+
+    kw = dict(iterations=6, val_every=2, log=None)
+    whole = train_masked_transformer(
+        _cfg(image_folder, tmp_path / "a", **kw), progress=lambda s: None
+    )
+    with pytest.raises(Stopped, match="iteration 2 of 6"):
+        train_masked_transformer(
+            _cfg(image_folder, tmp_path / "b", stop_after=2, **kw), progress=lambda s: None
+        )
+    ck = tmp_path / "b" / "mt.partial.pt"
+    assert ck.is_file()
+    sliced = json.loads((tmp_path / "b" / "mt.json").read_text())  # the weights so far
+    assert sliced["finished"] is False and sliced["iterations"] == 2
+    assert sliced["planned_iterations"] == 6 and whole["finished"] is True
+    with pytest.raises(DenoiseError, match="--resume"):  # a fresh start would lose it
+        train_masked_transformer(_cfg(image_folder, tmp_path / "b", **kw), progress=print)
+    with pytest.raises(DenoiseError, match="batch=4, this run has batch=2"):
+        train_masked_transformer(
+            _cfg(image_folder, tmp_path / "b", resume=True, batch=2, **kw), progress=print
+        )
+    with pytest.raises(Stopped, match="iteration 4 of 6"):  # a second slice
+        train_masked_transformer(
+            _cfg(image_folder, tmp_path / "b", resume=True, stop_after=4, **kw),
+            progress=lambda s: None,
+        )
+    resumed = train_masked_transformer(
+        _cfg(image_folder, tmp_path / "b", resume=True, **kw), progress=lambda s: None
+    )
+    assert not ck.exists()
+    a, _ = load_state(str(tmp_path / "a" / "mt.pt"))
+    b, _ = load_state(str(tmp_path / "b" / "mt.pt"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["sha256"] == whole["sha256"]
+    assert resumed["final_validation"]["val_psnr_g15"] == whole["final_validation"]["val_psnr_g15"]
+    with pytest.raises(DenoiseError, match="no checkpoint"):
+        train_masked_transformer(
+            _cfg(image_folder, tmp_path / "b", resume=True, **kw), progress=print
+        )

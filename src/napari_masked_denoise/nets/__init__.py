@@ -13,10 +13,10 @@ __all__ = ["measure_radius", "receptive_radius", "KNOWN_RADIUS"]
 
 KNOWN_RADIUS: dict[tuple[str, tuple[int, ...]], int] = {
     ("meta", (24, 32, 48)): 75,
-    ("swin", (2, 2)): 95,
+    ("swin", (2, 2)): 22,
 }
 """Radii measured before, by ``(kind, widths)``: measuring takes seconds on a CPU. The
-masked transformer's radius depends only on its blocks per attention group (window 8):
+masked transformer's radius depends only on its blocks per residual group (window 8):
 its entries are keyed by those."""
 
 
@@ -58,7 +58,7 @@ def receptive_radius(kind: str, widths: tuple[int, ...], *, measure: bool = Fals
     kind : {"unet", "mim", "meta", "swin"}
         The network: zero-shot filling's U-Net (2 input channels), TTT-MIM's, meta-TTA's
         (the larger of the primary output's and the mask network's), the masked
-        transformer's (``widths`` = convolution channels, token width, blocks per group).
+        transformer's (``widths`` = token width, heads, blocks per group).
     widths : tuple of int
         The network's widths.
     measure : bool

@@ -126,6 +126,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training-time budget in seconds: stop at --iterations or here, "
         "whichever comes first; the cosine decay follows the nearer end",
     )
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="end this session at that iteration, keeping the checkpoint "
+        "(the schedule still follows --iterations); continue with --resume",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint OUTPUT.partial.pt (written at every validation) "
+        "with the settings it was started with",
+    )
     parser.add_argument("--log", default=None, help="append validation rows (JSON lines) here")
     parser.add_argument(
         "--output",
@@ -171,6 +184,7 @@ def config_from_args(args: argparse.Namespace):
         "data": tuple(args.data or [DEFAULT_DATA]),
         "output": args.output,
         "skimage": not args.no_skimage,
+        "resume": args.resume,
     }
     if args.mask_ratio:
         kw["mask_ratio"] = _mask_ratio(args.mask_ratio)
@@ -184,6 +198,7 @@ def config_from_args(args: argparse.Namespace):
         "val_every",
         "log",
         "max_seconds",
+        "stop_after",
     ):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .data import random_crops
 
-__all__ = ["TrainConfig", "setup", "fit", "save", "schedule", "parameters"]
+__all__ = ["TrainConfig", "Stopped", "setup", "fit", "save", "schedule", "parameters"]
 
 
 @dataclass
@@ -64,21 +64,41 @@ class TrainConfig:
     and the cosine decay follows whichever budget is nearer its end."""
     constant_lr: bool = False
     """Hold the learning rate constant (architecture pilots that stop on a time budget)."""
+    resume: bool = False
+    """Continue from the checkpoint beside ``output`` (:mod:`.checkpoint`)."""
+    stop_after: int | None = None
+    """End this session at that iteration, keeping the checkpoint (the schedule still
+    follows ``iterations``): a long run in slices."""
+    device: str = "cpu"
+    """Where the network trains (``auto``: cuda, then mps, then cpu)."""
 
 
-def setup(cfg: TrainConfig) -> None:
+def setup(cfg: TrainConfig):
     """Prepare torch for a run: before the network is built, so that its start is seeded.
 
     Parameters
     ----------
     cfg : TrainConfig
-        ``cfg.threads`` (torch CPU threads, when set) and ``cfg.seed`` (torch's seed).
+        ``cfg.threads`` (torch CPU threads, when set), ``cfg.seed`` (torch's seed) and
+        ``cfg.device``.
+
+    Returns
+    -------
+    torch.device
+        The device to train on (on CUDA, TF32 matrix products are allowed).
     """
     import torch
+
+    from ..core.device import select_device
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
 
 def schedule(cfg: TrainConfig) -> str:
@@ -130,8 +150,25 @@ def _lr_setter(cfg: TrainConfig, opt) -> Callable[[int, float], float]:
     return set_lr
 
 
+class Stopped(Exception):
+    """The run ended before its last iteration (``stop_after``) and left its checkpoint;
+    ``history`` and ``seconds`` are the run's so far, as :func:`fit` returns them."""
+
+    def __init__(self, message: str, history: list[dict], seconds: float):
+        super().__init__(message)
+        self.history, self.seconds = history, seconds
+
+
 def fit(
-    cfg: TrainConfig, net, opt, train, batch_loss, validate, progress, after_step=None
+    cfg: TrainConfig,
+    net,
+    opt,
+    train,
+    batch_loss,
+    validate,
+    progress,
+    after_step=None,
+    keep: dict | None = None,
 ) -> tuple[list[dict], float]:
     """Train ``net`` on random crops of ``train``.
 
@@ -139,10 +176,10 @@ def fit(
     ----------
     cfg : TrainConfig
         Iterations, time budget, batch, crop, learning rate and schedule, clip, seed,
-        validation interval, log and output (a ``.partial.pt`` checkpoint beside it at
-        every validation, removed at the end).
+        validation interval, log, output (a checkpoint beside it at every validation,
+        removed at the end), ``resume`` and ``stop_after``.
     net : torch.nn.Module
-        The network, trained in place.
+        The network, trained in place on its own device (crops are moved there).
     opt : torch.optim.Optimizer
         Its optimiser; the schedule scales each parameter group's own rate.
     train : list of numpy.ndarray
@@ -155,32 +192,64 @@ def fit(
         Receives every validation row as a JSON string.
     after_step : callable, optional
         ``after_step(net, iteration)`` after every optimiser step (a weight average).
+    keep : dict of str to torch.nn.Module, optional
+        Other modules whose state the checkpoint holds (the weight average).
 
     Returns
     -------
     history : list of dict
         The validation rows (iteration, seconds, validation, learning rate).
     seconds : float
-        Wall time of the whole loop.
+        Wall time of the loop, summed over the sessions of a resumed run.
+
+    Raises
+    ------
+    Stopped
+        At ``cfg.stop_after``, after the checkpoint was written.
+    DenoiseError
+        ``cfg.resume`` without a checkpoint made with the same settings.
     """
     import torch
+
+    from .checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
 
     rng = np.random.default_rng(cfg.seed)
     if not train:
         raise ValueError("no training images")
+    keep = keep or {}
     set_lr = _lr_setter(cfg, opt)
-    log = open(cfg.log, "a") if cfg.log else None
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.stem + ".partial.pt")  # survives an interrupted run; not shipped
+    partial = checkpoint_path(out)  # survives an interrupted run; not shipped
+    history, recent, train_time, before, first = [], [], 0.0, 0.0, 1
+    if not cfg.resume and partial.exists():
+        from ..core.axes import DenoiseError
+
+        raise DenoiseError(
+            f"checkpoint {partial} of an unfinished run exists: continue it with --resume, "
+            "or delete it to start over"
+        )
+    if cfg.resume:
+        ck = load_checkpoint(partial, cfg)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        for name, module in keep.items():
+            module.load_state_dict(ck["keep"][name])
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        if ck.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        history, train_time, before = ck["history"], ck["train_time"], ck["seconds"]
+        first = ck["iteration"] + 1
+        progress(f"resumed from {partial} at iteration {ck['iteration']} of {cfg.iterations}")
+    log = open(cfg.log, "a") if cfg.log else None
+    device = next(net.parameters()).device
     t0 = time.perf_counter()
-    history, recent = [], []
-    train_time = 0.0  # training steps only, without validation
     net.train()
-    for it in range(1, cfg.iterations + 1):
+    for it in range(first, cfg.iterations + 1):
         ts = time.perf_counter()
         lr = set_lr(it - 1, train_time)
-        x = torch.from_numpy(random_crops(rng, train, cfg.batch, cfg.crop))
+        x = torch.from_numpy(random_crops(rng, train, cfg.batch, cfg.crop)).to(device)
         loss = batch_loss(net, x.contiguous(memory_format=torch.channels_last), rng, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,10 +261,11 @@ def fit(
         recent.append(float(loss.detach()))
         train_time += time.perf_counter() - ts
         out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
-        if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time:
+        stop = cfg.stop_after is not None and it >= cfg.stop_after
+        if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time or stop:
             row = {
                 "iteration": it,
-                "seconds": round(time.perf_counter() - t0, 1),
+                "seconds": round(before + time.perf_counter() - t0, 1),
                 "train_seconds": round(train_time, 1),
                 **validate(net, recent),
                 "lr": lr,
@@ -203,13 +273,37 @@ def fit(
             recent = []
             history.append(row)
             _record(row, progress, log)
-            torch.save(net.state_dict(), partial)
+            save_checkpoint(
+                partial,
+                {
+                    "settings": fingerprint(cfg),
+                    "iteration": it,
+                    "train_time": train_time,
+                    "seconds": before + time.perf_counter() - t0,
+                    "history": history,
+                    "net": net.state_dict(),
+                    "opt": opt.state_dict(),
+                    "keep": {k: m.state_dict() for k, m in keep.items()},
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                },
+            )
         if out_of_time:
             break
+        if stop and it < cfg.iterations:
+            if log:
+                log.close()
+            raise Stopped(
+                f"stopped at iteration {it} of {cfg.iterations}; checkpoint {partial}; "
+                "continue with the same command and --resume",
+                history,
+                before + time.perf_counter() - t0,
+            )
     if log:
         log.close()
     partial.unlink(missing_ok=True)
-    return history, time.perf_counter() - t0
+    return history, before + time.perf_counter() - t0
 
 
 def _record(row: dict, progress, log) -> None:
@@ -261,6 +355,7 @@ def save(
         "data": sources,
         "seed": cfg.seed,
         "iterations": history[-1]["iteration"] if history else 0,
+        "planned_iterations": cfg.iterations,
         "batch": cfg.batch,
         "crop": cfg.crop,
         "max_seconds": cfg.max_seconds,

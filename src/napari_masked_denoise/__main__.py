@@ -1,0 +1,5 @@
+"""``python -m napari_masked_denoise``: the ``masked-denoise`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
