@@ -103,6 +103,9 @@ def test_halo_is_the_receptive_field_at_every_window_phase():
         )  # nothing beyond r counts, not even rounding
         assert not torch.equal(centre_values(outside(r - 1)), y)  # r is reached (weakly: 1e-7)
     assert _method(weights="none", widths=SMALL).halo == r + KEEP_HALO  # and the local means
+    from napari_masked_denoise.nets import receptive_radius
+
+    assert receptive_radius("swin", SMALL, measure=True) == r  # at every phase, by gradients
 
 
 @pytest.mark.parametrize("options", [{}, {"attn_drop": 0.5, "passes": 2}])
@@ -327,6 +330,10 @@ def test_training_stops_and_resumes_as_if_never_stopped(image_folder, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["sha256"] == whole["sha256"]
     assert resumed["final_validation"]["val_psnr_g15"] == whole["final_validation"]["val_psnr_g15"]
+    with pytest.raises(DenoiseError, match="multiple of --val-every"):
+        train_masked_transformer(
+            _cfg(image_folder, tmp_path / "c", stop_after=3, **kw), progress=print
+        )
     with pytest.raises(DenoiseError, match="no checkpoint"):
         train_masked_transformer(
             _cfg(image_folder, tmp_path / "b", resume=True, **kw), progress=print

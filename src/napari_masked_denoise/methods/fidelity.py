@@ -16,6 +16,7 @@ KEEP_SCALE = 6.0
 """Width (pixels) of the Gaussian below which a learned method's output keeps the input's
 local means (:func:`keep_means`)."""
 KEEP_HALO = int(3 * KEEP_SCALE)
+"""The Gaussian of :func:`keep_means` is cut at 3 sigma, so this halo covers it exactly."""
 PROBE_EPS = 1e-2
 """The probe's size, in units of the noise: the divergence is a finite difference over
 ``PROBE_EPS`` times one draw of the noise. 0.1 steadies BM3D's risk (block matching
@@ -32,9 +33,12 @@ def keep_means(noisy: np.ndarray, out: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     diff = np.asarray(noisy, np.float32) - np.asarray(out, np.float32)
-    return (out + gaussian_filter(diff, (0, KEEP_SCALE, KEEP_SCALE), mode="reflect")).astype(
-        np.float32
-    )
+    return (
+        out
+        + gaussian_filter(
+            diff, (0, KEEP_SCALE, KEEP_SCALE), mode="reflect", truncate=KEEP_HALO / KEEP_SCALE
+        )
+    ).astype(np.float32)
 
 
 def _divergence(forward, y: np.ndarray, out: np.ndarray, noise, seed: int) -> float:

@@ -73,10 +73,11 @@ def receptive_radius(kind: str, widths: tuple[int, ...], *, measure: bool = Fals
     known = KNOWN_RADIUS.get((kind, widths[2:] if kind == "swin" else widths))
     if known is not None and not measure:
         return known
-    if kind == "swin":  # attention over windows: the layout's bound where not measured
+    if kind == "swin":  # attention over windows: the layout's bound unless asked to measure
         from .swin import SwinDenoiser
 
-        return SwinDenoiser(widths[0], widths[1], widths[2:]).radius
+        torch_net = SwinDenoiser(widths[0], widths[1], widths[2:]).eval()
+        return measure_radius(torch_net, 1, torch_net.align) if measure else torch_net.radius
     net, channels, align = _probe(kind, widths)
     radius = measure_radius(net, channels, align)
     if kind == "meta":

@@ -58,26 +58,28 @@ def _windows(x: torch.Tensor, w: int) -> torch.Tensor:
     return x.reshape(-1, w * w, c)
 
 
+@functools.lru_cache(maxsize=16)
 def _shift_mask(h: int, wd: int, w: int, s: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The shifted-window attention mask of the windows that need one.
 
     Returns ``(index, mask)``: the indices of the windows in the last window row or
     column (the only ones that the cyclic shift fills from opposite borders) and their
     masks ``(len(index), w*w, w*w)``, 0 within a region and -100 between regions. Every
-    other window attends without a mask.
+    other window attends without a mask. Cached, as :func:`_order`.
     """
-    img = torch.zeros(1, h, wd, 1, device=device)
-    cnt = 0
-    for ys in (slice(0, -w), slice(-w, -s), slice(-s, None)):
-        for xs in (slice(0, -w), slice(-w, -s), slice(-s, None)):
-            img[:, ys, xs, :] = cnt
-            cnt += 1
-    gh, gw = h // w, wd // w
-    grid = torch.arange(gh * gw, device=device).view(gh, gw)
-    index = torch.cat([grid[:-1, -1], grid[-1, :]])  # last column, then the last row
-    win = _windows(img, w).squeeze(-1)[index]
-    diff = win[:, None, :] - win[:, :, None]
-    return index, torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+    with torch.inference_mode(False):
+        img = torch.zeros(1, h, wd, 1, device=device)
+        cnt = 0
+        for ys in (slice(0, -w), slice(-w, -s), slice(-s, None)):
+            for xs in (slice(0, -w), slice(-w, -s), slice(-s, None)):
+                img[:, ys, xs, :] = cnt
+                cnt += 1
+        gh, gw = h // w, wd // w
+        grid = torch.arange(gh * gw, device=device).view(gh, gw)
+        index = torch.cat([grid[:-1, -1], grid[-1, :]])  # last column, then the last row
+        win = _windows(img, w).squeeze(-1)[index]
+        diff = win[:, None, :] - win[:, :, None]
+        return index, torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
 class _Attention(nn.Module):

@@ -63,7 +63,10 @@ def load_checkpoint(path: Path, cfg) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file
-        raise DenoiseError(f"--resume: cannot read checkpoint {path}: {exc}") from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise DenoiseError(
+            f"--resume: cannot read checkpoint {path} ({type(exc).__name__}: {first})"
+        ) from None
     then, now = state.get("settings", {}), fingerprint(cfg)
     for key in sorted(set(then) | set(now)):
         if then.get(key) != now.get(key):

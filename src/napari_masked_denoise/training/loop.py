@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -222,9 +223,14 @@ def fit(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = checkpoint_path(out)  # survives an interrupted run; not shipped
     history, recent, train_time, before, first = [], [], 0.0, 0.0, 1
-    if not cfg.resume and partial.exists():
-        from ..core.axes import DenoiseError
+    from ..core.axes import DenoiseError
 
+    if cfg.stop_after is not None and (cfg.stop_after < 1 or cfg.stop_after % cfg.val_every):
+        raise DenoiseError(
+            f"--stop-after must be a positive multiple of --val-every ({cfg.val_every}), "
+            f"got {cfg.stop_after}: a slice ends at a validation"
+        )
+    if not cfg.resume and partial.exists():
         raise DenoiseError(
             f"checkpoint {partial} of an unfinished run exists: continue it with --resume, "
             "or delete it to start over"
@@ -238,9 +244,13 @@ def fit(
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         if ck.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+            torch.cuda.set_rng_state(ck["cuda_rng"])
         history, train_time, before = ck["history"], ck["train_time"], ck["seconds"]
         first = ck["iteration"] + 1
+        if cfg.stop_after is not None and cfg.stop_after < first:
+            raise DenoiseError(
+                f"--stop-after {cfg.stop_after}: the checkpoint is already at iteration {first - 1}"
+            )
         progress(f"resumed from {partial} at iteration {ck['iteration']} of {cfg.iterations}")
     log = open(cfg.log, "a") if cfg.log else None
     device = next(net.parameters()).device
@@ -272,8 +282,7 @@ def fit(
             }
             recent = []
             history.append(row)
-            _record(row, progress, log)
-            save_checkpoint(
+            save_checkpoint(  # before the log: a kill between them repeats no row
                 partial,
                 {
                     "settings": fingerprint(cfg),
@@ -286,9 +295,10 @@ def fit(
                     "keep": {k: m.state_dict() for k, m in keep.items()},
                     "numpy_rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 },
             )
+            _record(row, progress, log)
         if out_of_time:
             break
         if stop and it < cfg.iterations:
@@ -302,8 +312,7 @@ def fit(
             )
     if log:
         log.close()
-    partial.unlink(missing_ok=True)
-    return history, before + time.perf_counter() - t0
+    return history, before + time.perf_counter() - t0  # save() removes the checkpoint
 
 
 def _record(row: dict, progress, log) -> None:
@@ -342,9 +351,11 @@ def save(
     """
     import torch
 
+    from .checkpoint import checkpoint_path, save_checkpoint
+
     out = Path(cfg.output)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
-    torch.save(state, out)
+    save_checkpoint(out, state)  # atomically: a kill leaves the old weights or the new
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     cli = Path(sys.argv[0]).name.startswith("masked-denoise")
     entry = {
@@ -365,5 +376,9 @@ def save(
         f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    out.with_suffix(".json").write_text(json.dumps(entry, indent=2) + "\n")
+    side = out.with_suffix(".json")
+    side.with_name(side.name + ".tmp").write_text(json.dumps(entry, indent=2) + "\n")
+    os.replace(side.with_name(side.name + ".tmp"), side)
+    if fields.get("finished", True):  # the run is over: its checkpoint goes only now
+        checkpoint_path(out).unlink(missing_ok=True)
     return entry

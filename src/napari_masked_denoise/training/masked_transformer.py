@@ -156,8 +156,8 @@ def train_masked_transformer(cfg: MaskedTransformerConfig, *, progress=print) ->
     Parameters
     ----------
     cfg : MaskedTransformerConfig
-        The run's settings: ``cfg.widths`` is ``(convolution channels, token width, blocks
-        per attention group...)``; ``cfg.masked`` off trains the baseline; ``cfg.init``
+        The run's settings: ``cfg.widths`` is ``(token width, attention heads, blocks
+        per residual group...)``; ``cfg.masked`` off trains the baseline; ``cfg.init``
         continues earlier weights of the same kind.
     progress : callable
         Receives every validation row as a JSON string.
