@@ -5,8 +5,8 @@ crops of the training folder (every 20th Train400 image, never a test set) with 
 training noise and five noises never seen in training (``training.MIT_VAL_NOISES``):
 the shipped masked network with the attention mask off, and on (75% of tokens) with 1, 4
 and 8 passes averaged; and the unmasked baseline. Mean PSNR over 20 crops of 128x128 and
-seconds per crop. The rule: the variant with the best mean PSNR over the six noises wins;
-within 0.05 dB of it, the cheapest. Writes the section "Masked transformer: attention
+seconds per crop. The rule: of the variants within 0.05 dB of the best mean PSNR over the
+six noises, the fewest passes (the cost), then the best mean. Writes the section "Masked transformer: attention
 mask at test time".
 
     python benchmarks/mit_attention.py [--threads 2] [--weights M.pt --baseline U.pt]
@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     rows = []
     for name, opts in variants.items():
         opts = {"weights": args.weights, "attn_drop": 0.0, "passes": 1, **opts}
-        m = get_method("masked-transformer")(mode="per-tile", device=torch.device("cpu"), **opts)
+        m = get_method("masked-transformer")(
+            preset="fast", mode="per-tile", device=torch.device("cpu"), **opts
+        )
         psnrs, secs = [], []
         for k in MIT_VAL_NOISES:
             out = np.empty_like(noisy[k])
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
             psnrs.append(psnr(out, clean))
         rows.append((name, psnrs, float(np.median(secs))))
         print(name, [f"{v:.2f}" for v in psnrs], f"{np.median(secs):.3f} s", flush=True)
+    rows.insert(0, ("noisy input", [psnr(noisy[k], clean) for k in MIT_VAL_NOISES], 0.0))
     head = "| variant | " + " | ".join(MIT_VAL_NOISES) + " | mean unseen | s / crop |"
     lines = [head, "|---|" + "---:|" * (len(MIT_VAL_NOISES) + 2)]
     for name, ps, sec in rows:
@@ -77,10 +80,14 @@ def main(argv=None) -> int:
         lines.append(
             f"| {name} | " + " | ".join(f"{v:.2f}" for v in ps) + f" | {unseen:.2f} | {sec:.3f} |"
         )
-    rows.insert(0, ("noisy input", [psnr(noisy[k], clean) for k in MIT_VAL_NOISES], 0.0))
     masked = [r for r in rows if r[0].startswith("masked")]
     best = max(float(np.mean(ps)) for _, ps, _ in masked)
-    chosen = min((r for r in masked if float(np.mean(r[1])) >= best - 0.05), key=lambda r: r[2])
+    near = [r for r in masked if float(np.mean(r[1])) >= best - 0.05]
+    fewest = min(variants[r[0]].get("passes", 1) for r in near)
+    chosen = max(
+        (r for r in near if variants[r[0]].get("passes", 1) == fewest),
+        key=lambda r: float(np.mean(r[1])),
+    )
     print("chosen:", chosen[0])
     command = " ".join(["python benchmarks/mit_attention.py", *(argv or sys.argv[1:])])
     text = (
@@ -88,7 +95,8 @@ def main(argv=None) -> int:
         f"({time.strftime('%Y-%m-%d %H:%M')}; {platform.machine()}, {args.threads} torch threads). Held-out "
         "crops of the training folder (20 of 128x128, every 20th Train400 image), never a test set. "
         "Columns: PSNR (dB) per noise; `g15` is the training noise, the rest are unseen. "
-        "Rule: the best mean over the six noises, the cheapest within 0.05 dB of it: "
+        "Rule: of the variants within 0.05 dB of the best mean over the six noises, the fewest "
+        "passes, then the best mean: "
         f"**{chosen[0]}**.\n\n" + "\n".join(lines) + "\n"
     )
     update_section(SECTION, text)

@@ -48,8 +48,8 @@ the large and small networks on the first image of each. Meta-TTA on every case:
 meta-trained network without adaptation, after 5 head-only steps (``fast``: the
 meta-learned step sizes; ``reference``: Adam at 1e-5), and the stage-1 network alone,
 without and with the same 5 steps. Masked transformer on every case: the masked-trained
-network (attention mask off, and on with 4 passes averaged) and the same network trained
-without masking (the baseline). Noise2Void from ``careamics`` (``benchmarks/_n2v.py``:
+network (``fast``: the attention mask on, one pass; and with it off) and the same network
+trained without masking (the baseline). Noise2Void from ``careamics`` (``benchmarks/_n2v.py``:
 trained on the one noisy image for 200 batches, about 2 minutes of CPU; on the first image
 of every case; skipped with a one-line message where careamics is not installed).
 
@@ -234,8 +234,8 @@ def methods() -> dict:
         **(
             {
                 "masked transformer": (ours("masked-transformer", "fast"), None),
-                "masked transformer, attention mask on": (
-                    ours("masked-transformer", "reference"),
+                "masked transformer, attention mask off": (
+                    ours("masked-transformer", "no-attention-mask"),
                     None,
                 ),
                 "unmasked transformer": (ours("masked-transformer", "unmasked"), None),
@@ -347,7 +347,7 @@ def report(args) -> None:
         not in (
             "zero-shot fast, random init",
             "meta-TTA stage 1, 5 steps",
-            "masked transformer, attention mask on",
+            "masked transformer, attention mask off",
             "zero-shot stop",
             "zero-shot real-stop",
             N2V,
@@ -626,7 +626,7 @@ def _meta_report(by, case_order, rows) -> str:
     return "\n".join(out) + "\n"
 
 
-MIT_ROWS = ("masked transformer", "masked transformer, attention mask on", "unmasked transformer")
+MIT_ROWS = ("masked transformer", "masked transformer, attention mask off", "unmasked transformer")
 
 
 def _mit_report(case_order, cell, rows) -> str:

@@ -392,16 +392,18 @@ def test_masked_transformer_runs_from_the_widget(viewer_widget, qtbot):
     widget.set_layer("vol")
     widget.method_combo.value = "masked-transformer"
     assert widget.tile_spin.value == 1024 and not widget._mask_supported
-    assert list(widget.preset_combo.choices) == ["fast", "reference", "unmasked"]
-    widget.options = {}  # no shipped weights yet: a one-line error, no layers
+    assert list(widget.preset_combo.choices) == [
+        "fast",
+        "reference",
+        "no-attention-mask",
+        "unmasked",
+    ]
+    widget.options = {"widths": (8, 2, 2, 2)}  # not the shipped network's: a one-line error
     widget.run()
     _wait_idle(qtbot, widget)
-    assert widget.status.value.startswith("error:") and "weights" in widget.status.value
+    assert widget.status.value.startswith("error:") and "widths" in widget.status.value
     assert [lay.name for lay in viewer.layers] == ["vol"]
-    widget.options = {
-        "weights": "none",
-        "widths": (8, 16, 2, 2),
-    }  # own (here: untrained) weights run
+    widget.options = {}  # the shipped weights
     widget.run()
     _wait_idle(qtbot, widget)
     assert widget.last_result.method == "masked-transformer" and widget.last_result.complete
