@@ -269,11 +269,12 @@ def _methods() -> int:
 
     # the catalogue the registry wrote: listing does not import torch
     cat = json.loads((Path(__file__).parent / "methods" / "catalogue.json").read_text())
+    width = max(len(p) for entry in cat.values() for p in entry["presets"])
     for name, entry in cat.items():
         why = unavailable(name)
         print(f"{name}: {entry['summary']}" + (f" (unavailable here: {why})" if why else ""))
         for pname, desc in entry["presets"].items():
-            print(f"    {pname:14s} {desc}")
+            print(f"    {pname:{width}s} {desc}")
     return 0
 
 
