@@ -73,3 +73,15 @@ def test_the_finest_details_raise_the_models_level_by_at_most_the_cap():
     assert wav._level(plane[None]) == pytest.approx(FLOOR_CAP * model.level)
     quiet = 0.5 + np.random.default_rng(1).normal(0, 0.013, (128, 128))  # a third more noise
     assert wav._level(quiet[None]) == pytest.approx(wavelet_sigma(quiet[None]), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["meta-tta", "ttt-mim", "masked-transformer"])
+def test_per_tile_blend_weights_are_an_adaptation_so_tiles_overlap(method):
+    """Each tile's blend weight is its own in per-tile mode: exact, non-overlapping tiles
+    would show seams where neighbouring weights differ (once mode: one weight, exact)."""
+    from napari_masked_denoise.methods import get_method
+
+    cls = get_method(method)
+    opts = cls.merged_options("no-adapt" if "no-adapt" in cls.presets else "fast")
+    assert cls.adapts_per_tile(opts)
+    assert not cls.exact_tiling(opts, "per-tile") and cls.exact_tiling(opts, "once")

@@ -41,7 +41,7 @@ class MetaTTA(Method):
 
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
-        return int(options["steps"]) > 0
+        return True  # without steps too: per-tile mode chooses the blend weight per tile
 
     name = "meta-tta"
     summary = "meta-learned head-only test-time adaptation on a learned loss mask"

@@ -47,7 +47,7 @@ class TTTMIM(Method):
 
     @classmethod
     def adapts_per_tile(cls, options: dict) -> bool:
-        return int(options["steps"]) > 0 or bool(options["normalise_noise"])
+        return True  # without steps too: per-tile mode chooses the blend weight per tile
 
     name = "ttt-mim"
     summary = (

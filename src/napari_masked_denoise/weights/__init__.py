@@ -60,13 +60,16 @@ def load_tensors(data: bytes, what: str) -> dict:
     anything else is a one-line :class:`DenoiseError` saying what ``what`` is."""
     import io
     import pickle
+    import warnings
 
     import torch
 
     from ..core.axes import DenoiseError
 
     try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # the refusal below says it in one line
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:
         raise DenoiseError(
             f"{what} is not a plain state dict of tensors: loading it could run code, so it "
