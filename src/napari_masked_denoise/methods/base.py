@@ -329,6 +329,32 @@ class Method:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         return x, (h, w)
 
+    # -- the share of a fixed network's change kept (:mod:`.fidelity`) ------------------
+    weight: float | None = None
+    """``once`` mode: the share of the change kept, chosen on the sample by :meth:`adapt`."""
+
+    def _blended(self, forward, block: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out`` moved toward ``block`` by :attr:`weight` (``once`` mode, when
+        :meth:`adapt` chose one), else by this block's own blend weight under the noise
+        model (:func:`~.fidelity.blend_weight`; ``forward`` is the network on a block)."""
+        from .fidelity import blend, blend_weight
+
+        w = self.weight if self.mode == "once" and self.weight is not None else None
+        if w is None:
+            w = blend_weight(forward, block, out, self.noise, self.seed)
+        return blend(block, out, w)
+
+    def _weight_tensor(self):
+        """:attr:`weight` for :meth:`state_bytes` (-1: none chosen)."""
+        import torch
+
+        return torch.tensor(-1.0 if self.weight is None else self.weight)
+
+    def _load_weight(self, state: dict) -> None:
+        """:attr:`weight` from a state :meth:`_weight_tensor` wrote (none if absent)."""
+        w = float(state.get("weight", -1.0))
+        self.weight = None if w < 0 else w
+
     # -- adapted state, saved in the output store so a resumed run continues exactly --
     def state_bytes(self) -> bytes:
         """The adapted state (after :meth:`adapt`), as bytes the store keeps.

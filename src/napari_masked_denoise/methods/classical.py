@@ -54,7 +54,6 @@ class _Classical(Method):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.param: float | None = None
-        self.weight: float | None = None  # once mode: the share of the change kept
 
     def _fit(self, block: np.ndarray, coords: Coords) -> float:
         """The parameter for this data (noise sigma by default)."""

@@ -26,7 +26,7 @@ from ..core.masks import Coords, uniform
 from ..nets import receptive_radius
 from ..nets.swin import SwinDenoiser
 from .base import Method, Preset, Processed
-from .fidelity import KEEP_HALO, blend, blend_weight, keep_means
+from .fidelity import KEEP_HALO, blend_weight, keep_means
 from .options import integer, number
 
 __all__ = ["MaskedTransformer"]
@@ -70,9 +70,7 @@ class MaskedTransformer(Method):
         "weights": "masked-transformer",
         "widths": (24, 1, 2, 2),
     }
-    default_tile = (
-        512  # receptive field 22 px (+18 for the local means); per-pixel tokens are memory-heavy
-    )
+    default_tile = 512  # per-pixel tokens are memory-heavy; the halo is only 22 + 18 px
 
     checks = {"attn_drop": number(0, 1, open_hi=True), "passes": integer(1)}
 
@@ -92,7 +90,6 @@ class MaskedTransformer(Method):
         self._build_net(_make, kwargs)
         self.net.eval()
         self.halo = receptive_radius("swin", self.net.widths) + KEEP_HALO
-        self.weight: float | None = None  # once mode: the share of the change kept (blend_weight)
         self.align = self.net.align
 
     def adapt(self, sample: np.ndarray, coords: Coords):
@@ -110,10 +107,7 @@ class MaskedTransformer(Method):
 
     def process(self, block: np.ndarray, coords: Coords) -> Processed:
         out = self._forward(block, coords)
-        w = self.weight if self.mode == "once" and self.weight is not None else None
-        if w is None:
-            w = blend_weight(lambda b: self._forward(b, coords), block, out, self.noise, self.seed)
-        return Processed(blend(block, out, w))
+        return Processed(self._blended(lambda b: self._forward(b, coords), block, out))
 
     def _forward(self, block: np.ndarray, coords: Coords) -> np.ndarray:
         """The network on ``block`` (the attention mask drawn from the positions of
@@ -136,10 +130,7 @@ class MaskedTransformer(Method):
         return keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
 
     def state_bytes(self) -> bytes:
-        return self._torch_bytes(
-            {"weight": torch.tensor(-1.0 if self.weight is None else self.weight)}
-        )
+        return self._torch_bytes({"weight": self._weight_tensor()})
 
     def load_state_bytes(self, data: bytes) -> None:
-        w = float(self._torch_state(data).get("weight", -1.0))
-        self.weight = None if w < 0 else w
+        self._load_weight(self._torch_state(data))

@@ -29,7 +29,7 @@ from ..nets import receptive_radius
 from ..nets.meta import MetaNet, aux_loss, inner_steps
 from ._optim import Adam
 from .base import Method, Preset, Processed
-from .fidelity import KEEP_HALO, blend, blend_weight, keep_means
+from .fidelity import KEEP_HALO, blend_weight, keep_means
 from .options import integer, number, one_of
 
 __all__ = ["MetaTTA"]
@@ -81,7 +81,6 @@ class MetaTTA(Method):
         self.align = self.net.align
         self.inner_weight = float(self.weights_info.get("inner_weight", 10.0))
         self.adapted = None  # adapted head parameters (``once`` mode)
-        self.weight: float | None = None  # once mode: the share of the change kept (blend_weight)
         self.extras = ("loss_mask",) if o["mask_layer"] else ()
 
     # -- adaptation -----------------------------------------------------------------
@@ -139,10 +138,7 @@ class MetaTTA(Method):
             y = self.net.heads(feats, x, params, aux=False)[0]
         extras = {"loss_mask": mask[:, 0, :h, :w].float().cpu().numpy()} if self.extras else {}
         out = keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
-        w = self.weight if self.mode == "once" and self.weight is not None else None
-        if w is None:
-            w = blend_weight(lambda b: self._forward(b, params), block, out, self.noise, self.seed)
-        return Processed(blend(block, out, w), extras)
+        return Processed(self._blended(lambda b: self._forward(b, params), block, out), extras)
 
     def _forward(self, block: np.ndarray, params) -> np.ndarray:
         """The network with head parameters ``params`` on ``block``, local means kept."""
@@ -152,12 +148,10 @@ class MetaTTA(Method):
         return keep_means(block, y[:, 0, :h, :w].float().cpu().numpy())
 
     def state_bytes(self) -> bytes:
-        weight = torch.tensor(-1.0 if self.weight is None else self.weight)
-        return self._torch_bytes({"adapted": self.adapted or {}, "weight": weight})
+        return self._torch_bytes({"adapted": self.adapted or {}, "weight": self._weight_tensor()})
 
     def load_state_bytes(self, data: bytes) -> None:
         full = self._torch_state(data)
         state = full["adapted"]
         self.adapted = {k: v.to(self.device) for k, v in state.items()} or None
-        w = float(full.get("weight", -1.0))
-        self.weight = None if w < 0 else w
+        self._load_weight(full)

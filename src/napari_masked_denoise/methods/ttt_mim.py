@@ -35,7 +35,7 @@ from ..nets import receptive_radius
 from ..nets.mim import MIMNet
 from ._optim import Adam
 from .base import Method, Preset, Processed
-from .fidelity import KEEP_HALO, blend, blend_weight, keep_means
+from .fidelity import KEEP_HALO, blend_weight, keep_means
 from .options import integer, number
 
 __all__ = ["TTTMIM"]
@@ -102,7 +102,6 @@ class TTTMIM(Method):
         self.align = self.net.align
         self.halo = receptive_radius("mim", self.widths) + KEEP_HALO
         self.scale = 1.0
-        self.weight: float | None = None  # once mode: the share of the change kept (blend_weight)
         self.train_sigma = float(np.sqrt(float(self.weights_info.get("noise_var", 0.005))))
 
     # -- helpers ------------------------------------------------------------------
@@ -168,11 +167,7 @@ class TTTMIM(Method):
             self.net.load_state_dict(self._init_state)
             for _ in self._train(x, coords):
                 pass
-        y = self._forward(block)
-        w = self.weight if self.mode == "once" and self.weight is not None else None
-        if w is None:
-            w = blend_weight(self._forward, block, y, self.noise, self.seed)
-        return Processed(blend(block, y, w))
+        return Processed(self._blended(self._forward, block, self._forward(block)))
 
     def _forward(self, block: np.ndarray) -> np.ndarray:
         """The network as it is now on ``block``, with the input's local means."""
@@ -184,14 +179,16 @@ class TTTMIM(Method):
         return keep_means(block, y)
 
     def state_bytes(self) -> bytes:
-        weight = torch.tensor(-1.0 if self.weight is None else self.weight)
         return self._torch_bytes(
-            {"net": self.net.state_dict(), "scale": torch.tensor(self.scale), "weight": weight}
+            {
+                "net": self.net.state_dict(),
+                "scale": torch.tensor(self.scale),
+                "weight": self._weight_tensor(),
+            }
         )
 
     def load_state_bytes(self, data: bytes) -> None:
         state = self._torch_state(data)
         self.net.load_state_dict(state["net"])
         self.scale = float(state["scale"])
-        w = float(state.get("weight", -1.0))
-        self.weight = None if w < 0 else w
+        self._load_weight(state)

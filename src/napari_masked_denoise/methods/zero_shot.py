@@ -124,7 +124,6 @@ class ZeroShotFilling(Method):
         self._build_net(lambda widths: UNet(2, 1, widths), kwargs)
         self.align = self.net.align * self.pd
         self.halo = receptive_radius(self.widths) * self.pd
-        self.weight: float | None = None  # once mode: the share of the change kept
 
     # -- helpers ------------------------------------------------------------------
     def _to_net_space(self, block: np.ndarray, coords: Coords):
@@ -250,13 +249,11 @@ class ZeroShotFilling(Method):
         )
 
     def state_bytes(self) -> bytes:
-        weight = torch.tensor(-1.0 if self.weight is None else self.weight)
-        return self._torch_bytes({"net": self.net.state_dict(), "weight": weight})
+        return self._torch_bytes({"net": self.net.state_dict(), "weight": self._weight_tensor()})
 
     def load_state_bytes(self, data: bytes) -> None:
         state = self._torch_state(data)
         if "net" not in state:  # a state saved before the weight was kept
             state = {"net": state}
         self.net.load_state_dict(state["net"])
-        w = float(state.get("weight", -1.0))
-        self.weight = None if w < 0 else w
+        self._load_weight(state)

@@ -16,7 +16,15 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["checkpoint_path", "save_checkpoint", "load_checkpoint", "fingerprint", "FREE"]
+__all__ = [
+    "checkpoint_path",
+    "write_atomically",
+    "save_checkpoint",
+    "load_checkpoint",
+    "restore",
+    "fingerprint",
+    "FREE",
+]
 
 FREE = frozenset({"output", "resume", "threads", "log", "device", "val_every", "stop_after"})
 """Settings a resumed run may change: where and how it runs, not what it trains."""
@@ -34,13 +42,47 @@ def fingerprint(cfg) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if k not in FREE}
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a kill at any instant leaves the old one."""
+def write_atomically(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: a
+    kill at any instant leaves the old file or the new one, never a torn one."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, cfg, it: int, train_time, seconds, history, net, opt, keep, rng):
+    """The loop's whole state at iteration ``it``, written atomically to ``path``."""
     import torch
 
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    device = next(net.parameters()).device
+    state = {
+        "settings": fingerprint(cfg),
+        "iteration": it,
+        "train_time": train_time,
+        "seconds": seconds,
+        "history": history,
+        "net": net.state_dict(),
+        "opt": opt.state_dict(),
+        "keep": {k: m.state_dict() for k, m in keep.items()},
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+def restore(state: dict, net, opt, keep: dict, rng) -> None:
+    """Put a checkpoint's network, optimiser, kept modules and random states back."""
+    import torch
+
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    for name, module in keep.items():
+        module.load_state_dict(state["keep"][name])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"])
 
 
 def load_checkpoint(path: Path, cfg) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -212,7 +211,8 @@ def fit(
     """
     import torch
 
-    from .checkpoint import checkpoint_path, fingerprint, load_checkpoint, save_checkpoint
+    from ..core.axes import DenoiseError
+    from .checkpoint import checkpoint_path, load_checkpoint, restore, save_checkpoint
 
     rng = np.random.default_rng(cfg.seed)
     if not train:
@@ -222,9 +222,6 @@ def fit(
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = checkpoint_path(out)  # survives an interrupted run; not shipped
-    history, recent, train_time, before, first = [], [], 0.0, 0.0, 1
-    from ..core.axes import DenoiseError
-
     if cfg.stop_after is not None and (cfg.stop_after < 1 or cfg.stop_after % cfg.val_every):
         raise DenoiseError(
             f"--stop-after must be a positive multiple of --val-every ({cfg.val_every}), "
@@ -235,83 +232,68 @@ def fit(
             f"checkpoint {partial} of an unfinished run exists: continue it with --resume, "
             "or delete it to start over"
         )
+    history, recent, train_time, before, done = [], [], 0.0, 0.0, 0
     if cfg.resume:
         ck = load_checkpoint(partial, cfg)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        for name, module in keep.items():
-            module.load_state_dict(ck["keep"][name])
-        rng.bit_generator.state = ck["numpy_rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        if ck.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(ck["cuda_rng"])
-        history, train_time, before = ck["history"], ck["train_time"], ck["seconds"]
-        first = ck["iteration"] + 1
-        if cfg.stop_after is not None and cfg.stop_after < first:
+        restore(ck, net, opt, keep, rng)
+        history, train_time, before, done = (
+            ck["history"],
+            ck["train_time"],
+            ck["seconds"],
+            ck["iteration"],
+        )
+        if cfg.stop_after is not None and cfg.stop_after <= done:
             raise DenoiseError(
-                f"--stop-after {cfg.stop_after}: the checkpoint is already at iteration {first - 1}"
+                f"--stop-after {cfg.stop_after}: the checkpoint is already at iteration {done}"
             )
-        progress(f"resumed from {partial} at iteration {ck['iteration']} of {cfg.iterations}")
-    log = open(cfg.log, "a") if cfg.log else None
+        progress(f"resumed from {partial} at iteration {done} of {cfg.iterations}")
     device = next(net.parameters()).device
     t0 = time.perf_counter()
     net.train()
-    for it in range(first, cfg.iterations + 1):
-        ts = time.perf_counter()
-        lr = set_lr(it - 1, train_time)
-        x = torch.from_numpy(random_crops(rng, train, cfg.batch, cfg.crop)).to(device)
-        loss = batch_loss(net, x.contiguous(memory_format=torch.channels_last), rng, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-        opt.step()
-        if after_step is not None:
-            after_step(net, it)
-        recent.append(float(loss.detach()))
-        train_time += time.perf_counter() - ts
-        out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
-        stop = cfg.stop_after is not None and it >= cfg.stop_after
-        if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time or stop:
-            row = {
-                "iteration": it,
-                "seconds": round(before + time.perf_counter() - t0, 1),
-                "train_seconds": round(train_time, 1),
-                **validate(net, recent),
-                "lr": lr,
-            }
-            recent = []
-            history.append(row)
-            save_checkpoint(  # before the log: a kill between them repeats no row
-                partial,
-                {
-                    "settings": fingerprint(cfg),
+    log = open(cfg.log, "a") if cfg.log else None
+    try:
+        for it in range(done + 1, cfg.iterations + 1):
+            ts = time.perf_counter()
+            lr = set_lr(it - 1, train_time)
+            x = torch.from_numpy(random_crops(rng, train, cfg.batch, cfg.crop)).to(device)
+            loss = batch_loss(net, x.contiguous(memory_format=torch.channels_last), rng, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+            opt.step()
+            if after_step is not None:
+                after_step(net, it)
+            recent.append(float(loss.detach()))
+            train_time += time.perf_counter() - ts
+            out_of_time = bool(cfg.max_seconds) and train_time > cfg.max_seconds
+            stop = cfg.stop_after is not None and it >= cfg.stop_after
+            if it % cfg.val_every == 0 or it == cfg.iterations or out_of_time or stop:
+                row = {
                     "iteration": it,
-                    "train_time": train_time,
-                    "seconds": before + time.perf_counter() - t0,
-                    "history": history,
-                    "net": net.state_dict(),
-                    "opt": opt.state_dict(),
-                    "keep": {k: m.state_dict() for k, m in keep.items()},
-                    "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                },
-            )
-            _record(row, progress, log)
-        if out_of_time:
-            break
-        if stop and it < cfg.iterations:
-            if log:
-                log.close()
-            raise Stopped(
-                f"stopped at iteration {it} of {cfg.iterations}; checkpoint {partial}; "
-                "continue with the same command and --resume",
-                history,
-                before + time.perf_counter() - t0,
-            )
-    if log:
-        log.close()
+                    "seconds": round(before + time.perf_counter() - t0, 1),
+                    "train_seconds": round(train_time, 1),
+                    **validate(net, recent),
+                    "lr": lr,
+                }
+                recent = []
+                history.append(row)
+                seconds = before + time.perf_counter() - t0
+                # before the log: a kill between them repeats no row
+                save_checkpoint(partial, cfg, it, train_time, seconds, history, net, opt, keep, rng)
+                _record(row, progress, log)
+            if out_of_time:
+                break
+            if stop and it < cfg.iterations:
+                raise Stopped(
+                    f"stopped at iteration {it} of {cfg.iterations}; checkpoint {partial}; "
+                    "continue with the same command and --resume",
+                    history,
+                    before + time.perf_counter() - t0,
+                )
+    finally:
+        if log:
+            log.close()
     return history, before + time.perf_counter() - t0  # save() removes the checkpoint
 
 
@@ -351,11 +333,11 @@ def save(
     """
     import torch
 
-    from .checkpoint import checkpoint_path, save_checkpoint
+    from .checkpoint import checkpoint_path, write_atomically
 
     out = Path(cfg.output)
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
-    save_checkpoint(out, state)  # atomically: a kill leaves the old weights or the new
+    write_atomically(out, lambda tmp: torch.save(state, tmp))  # old weights or new, never torn
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     cli = Path(sys.argv[0]).name.startswith("masked-denoise")
     entry = {
@@ -376,9 +358,8 @@ def save(
         f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    side = out.with_suffix(".json")
-    side.with_name(side.name + ".tmp").write_text(json.dumps(entry, indent=2) + "\n")
-    os.replace(side.with_name(side.name + ".tmp"), side)
+    text = json.dumps(entry, indent=2) + "\n"
+    write_atomically(out.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     if fields.get("finished", True):  # the run is over: its checkpoint goes only now
         checkpoint_path(out).unlink(missing_ok=True)
     return entry
